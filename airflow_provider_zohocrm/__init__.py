@@ -1,0 +1,105 @@
+"""Apache Airflow provider for Zoho CRM."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("airflow-provider-zohocrm")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+DATA_CENTER_CHOICES = ["us", "eu", "in", "au", "jp", "cn", "ca", "sa", "uk"]
+API_VERSION_CHOICES = ["v8", "v7", "v6"]
+
+
+def _secret(label: str, description: str) -> dict[str, Any]:
+    return {
+        "label": label,
+        "description": description,
+        "schema": {"type": ["string", "null"], "format": "password"},
+    }
+
+
+def _text(label: str, description: str, default: str | None = None, enum: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": ["string", "null"]}
+    if default is not None:
+        schema["default"] = default
+    if enum is not None:
+        schema["enum"] = enum
+    return {"label": label, "description": description, "schema": schema}
+
+
+#: The connection form's extra fields (Airflow >= 3.2 builds the form from this; the hook's form methods
+#: serve 3.0/3.1 from the same definitions).
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "refresh_token": _secret(
+        "Refresh token", "Offline refresh token from the Zoho API console (self-client or server-based client)."
+    ),
+    "data_center": _text(
+        "Data center",
+        "The data center of your Zoho account: the domain of your CRM login page (crm.zoho.eu is 'eu').",
+        default="us",
+        enum=DATA_CENTER_CHOICES,
+    ),
+    "api_version": _text("API version", "Zoho CRM API version.", default="v8", enum=API_VERSION_CHOICES),
+    "accounts_url": _text(
+        "Accounts URL override",
+        "Only for sandbox/developer orgs or the emulator: the accounts server, e.g. http://127.0.0.1:8765.",
+    ),
+    "api_domain": _text(
+        "API domain override",
+        "Only for sandbox/developer orgs or the emulator: the API domain, e.g. https://sandbox.zohoapis.com.",
+    ),
+}
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["host", "schema", "port", "extra"],
+    "relabeling": {"login": "Client ID", "password": "Client secret"},
+    "placeholders": {
+        "login": "1000.XXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+        "password": "Client secret from api-console.zoho.com",
+        "refresh_token": "1000.xxxxxxxx.xxxxxxxx",
+        "data_center": "us",
+        "api_version": "v8",
+        "accounts_url": "leave empty for Zoho's own",
+        "api_domain": "leave empty for Zoho's own",
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Airflow's provider discovery (entry point ``apache_airflow_provider``)."""
+    return {
+        "package-name": "airflow-provider-zohocrm",
+        "name": "Zoho CRM",
+        "description": "Zoho CRM hook, Unblock Email operator and a Zoho CRM emulator for tests.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Zoho CRM",
+                "external-doc-url": "https://www.zoho.com/crm/developer/docs/api/v8/",
+                "tags": ["service"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "zohocrm",
+                "hook-class-name": "airflow_provider_zohocrm.hooks.zohocrm.ZohoCRMHook",
+                "hook-name": "Zoho CRM",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+            }
+        ],
+        "hooks": [
+            {"integration-name": "Zoho CRM", "python-modules": ["airflow_provider_zohocrm.hooks.zohocrm"]}
+        ],
+        "operators": [
+            {
+                "integration-name": "Zoho CRM",
+                "python-modules": ["airflow_provider_zohocrm.operators.unblock_email"],
+            }
+        ],
+        "extra-links": ["airflow_provider_zohocrm.operators.unblock_email.ZohoCRMModuleLink"],
+    }

@@ -1,0 +1,249 @@
+"""ZohoCRMHook: adapts an Airflow ``zohocrm`` connection to the Zoho protocol client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import requests
+from airflow.providers.http.hooks.http import HttpHook
+
+from airflow_provider_zohocrm import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from airflow_provider_zohocrm.hooks.token_store import AirflowVariableTokenStore
+from airflow_provider_zohocrm.zoho.auth import OAuthCredentials, TokenManager, TokenStore
+from airflow_provider_zohocrm.zoho.client import RetryPolicy, ZohoCRMClient
+from airflow_provider_zohocrm.zoho.datacenters import API_VERSIONS, DEFAULT_API_VERSION, Endpoints, resolve_endpoints
+from airflow_provider_zohocrm.zoho.errors import ZohoConfigError, ZohoCRMError
+
+
+def _mask_secret(value: str) -> None:
+    """Register a secret with Airflow's log masker (a no-op where Airflow's masker is unavailable)."""
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+    except ImportError:  # pragma: no cover
+        return
+    if value:
+        mask_secret(value)
+
+
+@dataclass(frozen=True)
+class ZohoConnectionSettings:
+    """Everything the hook reads from a connection, validated. Its repr shows no secret."""
+
+    credentials: OAuthCredentials
+    endpoints: Endpoints
+    api_version: str
+    timeout: tuple[float, float]
+    retry: RetryPolicy
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> ZohoConnectionSettings:
+        extra = conn.extra_dejson or {}
+        missing = [
+            name
+            for name, value in (
+                ("login (client ID)", conn.login),
+                ("password (client secret)", conn.password),
+                ("extra refresh_token", extra.get("refresh_token")),
+            )
+            if not value
+        ]
+        if missing:
+            raise ZohoConfigError(f"Zoho CRM connection {conn.conn_id!r} is missing: {', '.join(missing)}.")
+        api_version = str(extra.get("api_version") or DEFAULT_API_VERSION)
+        if api_version not in API_VERSIONS:
+            raise ZohoConfigError(
+                f"Connection {conn.conn_id!r}: api_version {api_version!r} is not one of {', '.join(API_VERSIONS)}."
+            )
+        try:
+            timeout = float(extra.get("timeout", 60))
+            connect_timeout = float(extra.get("connect_timeout", 10))
+            retry = RetryPolicy(
+                max_attempts=int(extra.get("max_attempts", 6)),
+                backoff_base=float(extra.get("backoff_base", 1.0)),
+                backoff_max=float(extra.get("backoff_max", 60.0)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ZohoConfigError(f"Connection {conn.conn_id!r}: bad timeout/retry setting: {exc}") from None
+        if timeout <= 0 or connect_timeout <= 0:
+            raise ZohoConfigError(f"Connection {conn.conn_id!r}: timeouts must be positive.")
+        return cls(
+            credentials=OAuthCredentials(
+                client_id=str(conn.login).strip(),
+                client_secret=str(conn.password).strip(),
+                refresh_token=str(extra["refresh_token"]).strip(),
+            ),
+            endpoints=resolve_endpoints(
+                extra.get("data_center"), extra.get("accounts_url") or None, extra.get("api_domain") or None
+            ),
+            api_version=api_version,
+            timeout=(connect_timeout, timeout),
+            retry=retry,
+        )
+
+
+class ZohoCRMHook(HttpHook):
+    """Interact with Zoho CRM through a ``zohocrm`` connection.
+
+    The connection holds the OAuth client (login = client ID, password = client secret) and, in its extra,
+    ``refresh_token``, ``data_center`` (us, eu, in, au, jp, cn, ca, sa, uk), ``api_version`` (v8) and optional
+    ``accounts_url``/``api_domain`` overrides; optional ``timeout``, ``connect_timeout``, ``max_attempts``,
+    ``backoff_base``, ``backoff_max`` tune requests and retries.
+
+    Access tokens are shared by every task of the deployment (see :mod:`.token_store`), so a DAG with hundreds of
+    mapped tasks asks Zoho for one token, not hundreds.
+
+    :param zohocrm_conn_id: the connection id.
+    :param token_store: where processes share tokens; the default shares through Airflow Variables in tasks.
+    """
+
+    conn_name_attr = "zohocrm_conn_id"
+    default_conn_name = "zohocrm_default"
+    conn_type = "zohocrm"
+    hook_name = "Zoho CRM"
+
+    def __init__(
+        self,
+        zohocrm_conn_id: str = default_conn_name,
+        *,
+        token_store: TokenStore | None = None,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(method="POST", http_conn_id=zohocrm_conn_id, **kwargs)
+        self.zohocrm_conn_id = zohocrm_conn_id
+        self._token_store = token_store
+        self._retry_override = retry
+
+    def __repr__(self) -> str:
+        return f"ZohoCRMHook(zohocrm_conn_id={self.zohocrm_conn_id!r})"
+
+    # -- connection ----------------------------------------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> ZohoConnectionSettings:
+        """The validated connection; secrets are registered with the log masker as soon as they are read."""
+        conn = self.get_connection(self.zohocrm_conn_id)
+        for secret in (conn.password, (conn.extra_dejson or {}).get("refresh_token")):
+            if secret:
+                _mask_secret(str(secret))
+        return ZohoConnectionSettings.from_connection(conn)
+
+    def get_conn(self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None) -> Any:
+        """A requests session for Zoho: HttpHook's keep-alive adapter, no basic auth, and none of the
+        connection's extras turned into headers (HttpHook would send the refresh token as a header)."""
+        session = requests.Session()
+        self.base_url = self.settings.endpoints.accounts_url
+        self._base_url_initialized = True
+        session.headers.update({"Accept": "application/json", "User-Agent": _user_agent()})
+        if headers:
+            session.headers.update(headers)
+        adapter = self.adapter or self.keep_alive_adapter
+        if adapter is not None:
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        return session
+
+    @cached_property
+    def tokens(self) -> TokenManager:
+        settings = self.settings
+        return TokenManager(
+            settings.credentials,
+            settings.endpoints,
+            self.get_conn(),
+            store=self._token_store if self._token_store is not None else AirflowVariableTokenStore(),
+            timeout=settings.timeout,
+            on_secret=_mask_secret,
+        )
+
+    @cached_property
+    def client(self) -> ZohoCRMClient:
+        """The protocol client, built once per hook; its session is reused for every call."""
+        settings = self.settings
+        return ZohoCRMClient(
+            self.tokens,
+            self.get_conn(),
+            api_version=settings.api_version,
+            timeout=settings.timeout,
+            retry=self._retry_override or settings.retry,
+        )
+
+    # -- operations ---------------------------------------------------------------------------------------
+
+    def iter_records(
+        self, module: str, *, fields: Sequence[str] = ("id",), cvid: str | None = None, per_page: int = 200
+    ) -> Iterator[dict[str, Any]]:
+        """Every record of ``module`` (of custom view ``cvid``), paging past 2,000 with page tokens."""
+        return self.client.iter_records(module, fields=fields, cvid=cvid, per_page=per_page)
+
+    def iter_coql(self, query: str, *, page_size: int = 2000) -> Iterator[dict[str, Any]]:
+        """Every row of a COQL select (give it without limit/offset)."""
+        return self.client.iter_coql(query, page_size=page_size)
+
+    def unblock_email(self, module: str, record_id: str, unblock_fields: Sequence[str]) -> list[dict[str, Any]]:
+        return self.client.unblock_email(module, record_id, unblock_fields)
+
+    def unblock_emails(
+        self, module: str, record_ids: Sequence[str], unblock_fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        return self.client.unblock_emails(module, record_ids, unblock_fields)
+
+    def get_org(self) -> dict[str, Any]:
+        return self.client.get_org()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Prove credentials, data center and API domain with one cheap call (the org's details)."""
+        try:
+            org = self.get_org()
+        except ZohoCRMError as exc:
+            return False, str(exc)
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        name = org.get("company_name") or org.get("id") or "the org"
+        return True, f"Connected to Zoho CRM org {name!r} at {self.tokens.get_token().api_domain}."
+
+    # -- connection form (Airflow 3.0/3.1; 3.2+ reads the same definitions from the provider info) -------------
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from flask_babel import lazy_gettext
+        from wtforms import PasswordField, StringField
+
+        try:
+            from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        except ImportError:  # FAB-free UIs only read labels and descriptions
+            return {
+                name: (PasswordField if spec["schema"].get("format") == "password" else StringField)(
+                    lazy_gettext(spec["label"]), description=spec["description"]
+                )
+                for name, spec in CONN_FIELDS.items()
+            }
+        return {
+            name: (
+                PasswordField(lazy_gettext(spec["label"]), widget=BS3PasswordFieldWidget(), description=spec["description"])
+                if spec["schema"].get("format") == "password"
+                else StringField(
+                    lazy_gettext(spec["label"]),
+                    widget=BS3TextFieldWidget(),
+                    description=spec["description"],
+                    default=spec["schema"].get("default"),
+                )
+            )
+            for name, spec in CONN_FIELDS.items()
+        }
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+
+def _user_agent() -> str:
+    from airflow_provider_zohocrm import __version__
+
+    return f"airflow-provider-zohocrm/{__version__}"

@@ -1,0 +1,527 @@
+"""The Zoho CRM API protocol: requests with timeouts and bounded retries, answer classification, paging.
+
+Free of Airflow so it can be tested and reused alone; the hook builds it from a connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import tenacity
+
+from airflow_provider_zohocrm.zoho.auth import TokenManager, ZohoTokenAuth, token_from_request
+from airflow_provider_zohocrm.zoho.datacenters import DEFAULT_API_VERSION
+from airflow_provider_zohocrm.zoho.errors import (
+    ZohoAuthError,
+    ZohoCRMError,
+    ZohoPageTokenExpiredError,
+    ZohoRateLimitError,
+    ZohoRequestError,
+    ZohoResponseError,
+    ZohoScopeError,
+    ZohoServerError,
+    ZohoTransportError,
+    ZohoValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Zoho's cap on ``per_page`` for record listings, and on rows per COQL call.
+MAX_PER_PAGE = 200
+MAX_COQL_LIMIT = 2000
+#: Records reachable with ``page`` alone; beyond, Zoho wants ``page_token``.
+DISCRETE_PAGING_LIMIT = 2000
+#: COQL offset + limit cap (v7+).
+COQL_MAX_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with full jitter for 429 (Zoho sends no Retry-After), 5xx and transport
+    errors. ``max_attempts`` counts the first try."""
+
+    max_attempts: int = 6
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.backoff_base < 0 or self.backoff_max < 0:
+            raise ValueError("RetryPolicy needs max_attempts >= 1 and non-negative backoff values")
+
+
+@dataclass(frozen=True)
+class ZohoResponse:
+    """A classified answer: HTTP status, parsed JSON body (``None`` for 204) and headers."""
+
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+    @property
+    def credits_remaining(self) -> int | None:
+        value = self.headers.get("X-API-CREDITS-REMAINING") or self.headers.get("x-api-credits-remaining")
+        return int(value) if value and value.isdigit() else None
+
+
+class _Retryable(Exception):
+    """Internal: a failure worth another try; carries the error to raise if tries run out."""
+
+    def __init__(self, error: ZohoCRMError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+_SCOPE_HINT = {
+    "unblock": "ZohoCRM.send_mail.{module}.CREATE (v7/v8 docs) or ZohoCRM.modules.{module}.UPDATE (v6 docs)",
+    "records": "ZohoCRM.modules.{module}.READ",
+    "coql": "ZohoCRM.coql.READ and ZohoCRM.modules.{module}.READ",
+    "org": "ZohoCRM.org.READ",
+}
+
+
+class ZohoCRMClient:
+    """Talks to one Zoho CRM org.
+
+    :param tokens: where access tokens come from (and the API domain with them).
+    :param session: a requests session (the hook passes HttpHook's; tests may pass their own).
+    :param api_version: ``v8`` unless the org needs an older one.
+    :param timeout: seconds, or (connect, read) seconds, for every request.
+    :param retry: how 429, 5xx and transport errors are retried.
+    """
+
+    def __init__(
+        self,
+        tokens: TokenManager,
+        session: requests.Session | None = None,
+        *,
+        api_version: str = DEFAULT_API_VERSION,
+        timeout: float | tuple[float, float] = (10.0, 60.0),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.tokens = tokens
+        self.session = session or requests.Session()
+        self.api_version = api_version
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.auth = ZohoTokenAuth(tokens)
+        self.last_credits_remaining: int | None = None
+
+    def __repr__(self) -> str:
+        return f"ZohoCRMClient(api_version={self.api_version!r}, tokens={self.tokens!r})"
+
+    # -- transport ------------------------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        """The full URL of ``path`` (below ``/crm/{version}/``) on the org's API domain."""
+        return f"{self.tokens.get_token().api_domain}/crm/{self.api_version}/{path.lstrip('/')}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        purpose: str = "",
+        module: str = "",
+        data_errors_ok: bool = False,
+    ) -> ZohoResponse:
+        """Send one API call, retrying what is safe to retry, and classify the answer.
+
+        :param data_errors_ok: a 4xx answer with a ``data`` list (unblock's per-record errors) is returned
+            instead of raised.
+        """
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retry.max_attempts),
+            wait=tenacity.wait_random_exponential(multiplier=self.retry.backoff_base, max=self.retry.backoff_max),
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._send_once(method, path, params, json, purpose, module, data_errors_ok)
+        except _Retryable as exc:
+            exc.error.message += f" (gave up after {self.retry.max_attempts} attempts)"
+            raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _log_retry(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("Zoho call failed (%s); retry %d in %.1fs", exc, state.attempt_number, wait)
+
+    def _send_once(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        json: Any,
+        purpose: str,
+        module: str,
+        data_errors_ok: bool,
+    ) -> ZohoResponse:
+        for auth_try in range(2):  # on INVALID_TOKEN: drop the token, refresh once, send again
+            try:
+                response = self.session.request(
+                    method, self.url(path), params=params, json=json, auth=self.auth, timeout=self.timeout
+                )
+            except requests.Timeout as exc:
+                raise _Retryable(ZohoTransportError(f"Zoho did not answer {method} {path} in time")) from exc
+            except requests.ConnectionError as exc:
+                raise _Retryable(
+                    ZohoTransportError(f"Connection to Zoho failed for {method} {path}: {type(exc).__name__}")
+                ) from exc
+            except requests.RequestException as exc:
+                raise _Retryable(
+                    ZohoTransportError(f"Zoho's answer to {method} {path} broke off: {type(exc).__name__}")
+                ) from exc
+            body, parse_error = _parse_body(response)
+            code, message, details = _error_fields(body)
+            status = response.status_code
+            if status == 401 and code in ("INVALID_TOKEN", "AUTHENTICATION_FAILURE") and auth_try == 0:
+                used = token_from_request(response.request)
+                if used:
+                    self.tokens.invalidate(used)
+                continue
+            return self._classify(
+                response, body, parse_error, code, message, details, method, path, purpose, module, data_errors_ok
+            )
+        raise ZohoAuthError(
+            "Zoho rejected a freshly issued access token. Check that the connection's data center matches the"
+            " org (a token from accounts.zoho.com is invalid on zohoapis.eu).",
+            status=401,
+            code="INVALID_TOKEN",
+        )
+
+    def _classify(
+        self,
+        response: requests.Response,
+        body: Any,
+        parse_error: str | None,
+        code: str | None,
+        message: str,
+        details: dict[str, Any],
+        method: str,
+        path: str,
+        purpose: str,
+        module: str,
+        data_errors_ok: bool,
+    ) -> ZohoResponse:
+        status = response.status_code
+        headers = dict(response.headers)
+        where = f"{method} {_redact_path(path)}"
+        if status == 429:
+            raise _Retryable(
+                ZohoRateLimitError(
+                    f"Zoho's API limit was hit on {where} (concurrency or daily credits): lower the pool"
+                    " size or parallelism, or spread the job over time.",
+                    status=status,
+                    code=code or "TOO_MANY_REQUESTS",
+                    details=details,
+                )
+            )
+        if status >= 500:
+            raise _Retryable(
+                ZohoServerError(
+                    f"Zoho had a server error on {where}: {message or response.reason}",
+                    status=status,
+                    code=code,
+                    details=details,
+                )
+            )
+        credits = ZohoResponse(status, None, headers).credits_remaining
+        if credits is not None:
+            self.last_credits_remaining = credits
+        if status == 204:
+            return ZohoResponse(status, None, headers)
+        if parse_error is not None:
+            # A 2xx that is not JSON is a broken answer (a proxy page, a cut body): safe to ask again, since
+            # every call we make is idempotent in effect (a repeated unblock answers "already unblocked").
+            error = ZohoResponseError(
+                f"Zoho answered {where} with HTTP {status} but {parse_error}", status=status
+            )
+            if status < 300:
+                raise _Retryable(error)
+            raise error
+        if status < 300:
+            return ZohoResponse(status, body, headers)
+        if data_errors_ok and isinstance(body, dict) and isinstance(body.get("data"), list):
+            return ZohoResponse(status, body, headers)
+        if status == 401 and code == "OAUTH_SCOPE_MISMATCH":
+            hint = _SCOPE_HINT.get(purpose, "the scope this call needs").format(module=module or "{module}")
+            raise ZohoScopeError(
+                f"The refresh token lacks the scope for {where}: generate one that includes {hint}.",
+                status=status,
+                code=code,
+                details=details,
+            )
+        if status == 401:
+            raise ZohoAuthError(
+                f"Zoho refused the credentials on {where}: {message}", status=status, code=code, details=details
+            )
+        if code == "INVALID_DATA" and details.get("param_name") == "page_token":
+            raise ZohoPageTokenExpiredError(message or "page token expired", status=status, code=code, details=details)
+        hint = ""
+        if code == "INVALID_MODULE":
+            hint = " Use the module's API name (Settings > Developer Hub > APIs), e.g. Leads, Contacts."
+        raise ZohoRequestError(
+            f"Zoho refused {where}: {message or response.reason}.{hint}",
+            status=status,
+            code=code,
+            details=details,
+        )
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def get_org(self) -> dict[str, Any]:
+        """The org's details: the cheapest call that proves token, data center and API domain."""
+        response = self.request("GET", "org", purpose="org")
+        org = (response.body or {}).get("org") if isinstance(response.body, dict) else None
+        if not isinstance(org, list) or not org:
+            raise ZohoResponseError("Zoho's org answer has no 'org' list", status=response.status)
+        return dict(org[0])
+
+    def iter_records(
+        self,
+        module: str,
+        *,
+        fields: Sequence[str] = ("id",),
+        cvid: str | None = None,
+        per_page: int = MAX_PER_PAGE,
+        max_restarts: int = 3,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every record of ``module`` (of custom view ``cvid`` if given), each once.
+
+        Pages with ``page`` while Zoho allows and with ``page_token`` beyond 2,000 records. An expired page
+        token restarts the scan and skips the records already yielded, so nothing is lost or repeated.
+        """
+        validate_module(module)
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            raise ZohoValidationError(f"per_page must be between 1 and {MAX_PER_PAGE}, not {per_page}")
+        if cvid is not None and not str(cvid).isdigit():
+            raise ZohoValidationError(f"cvid must be the numeric id of a custom view, not {cvid!r}")
+        field_list = ",".join(dict.fromkeys(["id", *fields]))
+        seen: set[str] = set()
+        restarts = 0
+        while True:
+            try:
+                for record in self._scan_records(module, field_list, cvid, per_page):
+                    record_id = str(record.get("id"))
+                    if record_id in seen:
+                        continue
+                    seen.add(record_id)
+                    yield record
+                return
+            except ZohoPageTokenExpiredError:
+                restarts += 1
+                if restarts > max_restarts:
+                    raise
+                log.warning("Zoho page token expired after %d records; rescanning, skipping those", len(seen))
+
+    def _scan_records(
+        self, module: str, field_list: str, cvid: str | None, per_page: int
+    ) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"fields": field_list, "per_page": per_page}
+        if cvid:
+            params["cvid"] = cvid
+        page = 1
+        page_token: str | None = None
+        while True:
+            call = dict(params)
+            if page_token:
+                call["page_token"] = page_token
+            else:
+                call["page"] = page
+            response = self.request("GET", module, params=call, purpose="records", module=module)
+            if response.status == 204 or response.body is None:
+                return
+            data, info = _data_and_info(response, f"GET {module}")
+            yield from data
+            if not info.get("more_records"):
+                return
+            page_token = info.get("next_page_token") or None
+            page += 1
+            if not page_token and page * per_page > DISCRETE_PAGING_LIMIT:
+                raise ZohoResponseError(
+                    f"Zoho says more {module} records follow but gave no next_page_token past"
+                    f" {DISCRETE_PAGING_LIMIT} records; use API version v7 or later.",
+                    status=response.status,
+                )
+
+    def iter_coql(self, query: str, *, page_size: int = MAX_COQL_LIMIT) -> Iterator[dict[str, Any]]:
+        """Yield every row of a COQL ``select`` (without ``limit``/``offset``: paging is added here).
+
+        Raises rather than stop short when more rows exist than COQL's offset cap lets one query reach.
+        """
+        query = validate_coql(query)
+        if not 1 <= page_size <= MAX_COQL_LIMIT:
+            raise ZohoValidationError(f"COQL page_size must be between 1 and {MAX_COQL_LIMIT}, not {page_size}")
+        module = _coql_module(query)
+        offset = 0
+        while True:
+            limit = min(page_size, COQL_MAX_ROWS - offset)
+            body = {"select_query": f"{query} limit {limit} offset {offset}"}
+            response = self.request("POST", "coql", json=body, purpose="coql", module=module)
+            if response.status == 204 or response.body is None:
+                return
+            data, info = _data_and_info(response, "POST coql")
+            yield from data
+            if not info.get("more_records"):
+                return
+            offset += len(data)
+            if not data:
+                raise ZohoResponseError("Zoho's COQL answer says more_records but has no rows")
+            if offset >= COQL_MAX_ROWS:
+                raise ZohoRequestError(
+                    f"The COQL query matches more than {COQL_MAX_ROWS:,} rows, COQL's paging cap: narrow the"
+                    " where clause, or read a custom view instead.",
+                    code="LIMIT_REACHED",
+                )
+
+    # -- unblock email ----------------------------------------------------------------------------------------
+
+    def unblock_email(self, module: str, record_id: str, unblock_fields: Sequence[str]) -> list[dict[str, Any]]:
+        """Unblock one record (the single-record endpoint); returns its per-record item(s)."""
+        response = self.request(
+            "POST",
+            f"{module}/{record_id}/actions/unblock_email",
+            json={"unblock_fields": list(unblock_fields)},
+            purpose="unblock",
+            module=module,
+            data_errors_ok=True,
+        )
+        body = response.body
+        # The docs show {"data": [item]}; the v8 OpenAPI example the bare item: accept both.
+        if isinstance(body, dict) and isinstance(body.get("data"), list):
+            return [dict(item) for item in body["data"]]
+        if isinstance(body, dict) and "code" in body and "status" in body:
+            return [body]
+        if response.status >= 400:
+            raise ZohoRequestError(f"Zoho refused to unblock record {record_id}", status=response.status)
+        raise ZohoResponseError("Zoho's unblock answer has neither 'data' nor a record item", status=response.status)
+
+    def unblock_emails(
+        self, module: str, record_ids: Sequence[str], unblock_fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Unblock up to 500 records in one call (the bulk endpoint); returns the per-record items in order."""
+        response = self.request(
+            "POST",
+            f"{module}/actions/unblock_email",
+            json={"unblock_fields": list(unblock_fields), "ids": list(record_ids)},
+            purpose="unblock",
+            module=module,
+            data_errors_ok=True,
+        )
+        body = response.body
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise ZohoResponseError(
+                f"Zoho's bulk unblock answer (HTTP {response.status}) has no 'data' list", status=response.status
+            )
+        return [dict(item) if isinstance(item, dict) else {"item": item} for item in body["data"]]
+
+
+# -- validation shared by client and operator --------------------------------------------------------------
+
+SUPPORTED_MODULES = (
+    "Leads",
+    "Contacts",
+    "Deals",
+    "Accounts",
+    "Sales_Orders",
+    "Purchase_Orders",
+    "Invoices",
+    "Quotes",
+    "Cases",
+)
+_MODULE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+_LOWER_MODULES = {m.lower().replace("_", ""): m for m in SUPPORTED_MODULES}
+
+
+def validate_module(module: Any) -> str:
+    """A module API name: one of Zoho's, or a custom module's API name (letters, digits, underscores)."""
+    if not isinstance(module, str) or not _MODULE_RE.match(module):
+        raise ZohoValidationError(
+            f"Invalid module {module!r}: give the module's API name, e.g. Leads, Contacts or a custom module"
+            " such as Bounced_Contacts (letters, digits and underscores)."
+        )
+    canonical = _LOWER_MODULES.get(module.lower().replace("_", ""))
+    if canonical and canonical != module:
+        raise ZohoValidationError(f"Invalid module {module!r}: Zoho's API name is {canonical!r}.")
+    return module
+
+
+_COQL_RE = re.compile(r"^\s*select\s+.+?\s+from\s+([A-Za-z][A-Za-z0-9_]*)\b", re.IGNORECASE | re.DOTALL)
+_COQL_PAGING_RE = re.compile(r"\b(limit|offset)\b", re.IGNORECASE)
+
+
+def validate_coql(query: Any) -> str:
+    """A COQL select without limit/offset (this client adds them)."""
+    if not isinstance(query, str) or not _COQL_RE.match(query):
+        raise ZohoValidationError(f"Invalid COQL query {query!r}: expected 'select <fields> from <Module> …'.")
+    if _COQL_PAGING_RE.search(re.sub(r"'(?:[^'\\]|\\.)*'", "''", query)):
+        raise ZohoValidationError(
+            "Leave 'limit' and 'offset' out of the COQL query: the hook pages through all rows itself."
+        )
+    return query.strip().rstrip(";")
+
+
+def _coql_module(query: str) -> str:
+    match = _COQL_RE.match(query)
+    return match.group(1) if match else ""
+
+
+# -- answer parsing -----------------------------------------------------------------------------------------
+
+
+def _parse_body(response: requests.Response) -> tuple[Any, str | None]:
+    if response.status_code == 204 or not response.content:
+        return None, (None if response.status_code == 204 else "an empty body")
+    content_type = response.headers.get("Content-Type", "")
+    try:
+        return response.json(), None
+    except ValueError:
+        kind = "an HTML page" if "html" in content_type or response.text.lstrip().startswith("<") else "not JSON"
+        return None, kind
+
+
+def _error_fields(body: Any) -> tuple[str | None, str, dict[str, Any]]:
+    if not isinstance(body, dict):
+        return None, "", {}
+    details = body.get("details")
+    return (
+        str(body["code"]) if body.get("code") else None,
+        str(body.get("message") or ""),
+        details if isinstance(details, dict) else {},
+    )
+
+
+def _data_and_info(response: ZohoResponse, where: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    body = response.body
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ZohoResponseError(f"Zoho's answer to {where} has no 'data' list", status=response.status)
+    info = body.get("info")
+    return body["data"], info if isinstance(info, dict) else {}
+
+
+def _redact_path(path: str) -> str:
+    return path.split("?", 1)[0]
+
+
+def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Split ``items`` into lists of at most ``size``."""
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
