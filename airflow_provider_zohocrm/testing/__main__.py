@@ -15,8 +15,10 @@ from .server import ZohoCRMEmulator
 
 def main(argv: list[str] | None = None) -> int:
     """Start the emulator, print the Airflow connection line for the caller to export, serve."""
-    parser = argparse.ArgumentParser(prog="python -m airflow_provider_zohocrm.testing",
-                                     description="Zoho CRM emulator serving a seeded demo org")
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_zohocrm.testing",
+        description="Zoho CRM emulator serving a seeded demo org",
+    )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--bounced", type=int, default=60, help="bounced Leads to seed")
@@ -27,8 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
 
-    config = EmulatorConfig(latency=args.latency_ms / 1000.0, concurrency_limit=args.concurrency,
-                            single_response_style=args.single_style)
+    config = EmulatorConfig(
+        latency=args.latency_ms / 1000.0,
+        concurrency_limit=args.concurrency,
+        single_response_style=args.single_style,
+    )
     backend = EmulatorBackend(config)
     seed_demo_org(backend, n_bounced=args.bounced, seed=args.seed)
     stop = threading.Event()

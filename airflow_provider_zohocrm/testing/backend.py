@@ -147,7 +147,9 @@ class Fault:
     def __post_init__(self) -> None:
         """Reject typos early: a silently ignored fault makes a test pass for the wrong reason."""
         if self.endpoint not in FAULT_ENDPOINTS:
-            raise ValueError(f"unknown fault endpoint {self.endpoint!r}; expected one of {sorted(FAULT_ENDPOINTS)}")
+            raise ValueError(
+                f"unknown fault endpoint {self.endpoint!r}; expected one of {sorted(FAULT_ENDPOINTS)}"
+            )
         if self.action not in FAULT_ACTIONS:
             raise ValueError(f"unknown fault action {self.action!r}; expected one of {sorted(FAULT_ACTIONS)}")
         if self.times < 1 or (self.on_call is not None and self.on_call < 1):
@@ -196,7 +198,9 @@ class Record:
         return {
             "id": self.id,
             "fields": dict(self.fields),
-            "email": {k: {"blocked": v.blocked, "unblock_count": v.unblock_count} for k, v in self.email.items()},
+            "email": {
+                k: {"blocked": v.blocked, "unblock_count": v.unblock_count} for k, v in self.email.items()
+            },
             "locked": self.locked,
             "unblock_events": list(self.unblock_events),
         }
@@ -216,7 +220,9 @@ class Module:
 
     def has_field(self, name: str) -> bool:
         """Whether an unblockable email field exists in this module."""
-        return (name == "Email" and self.has_email) or (name == "Secondary_Email" and self.has_secondary_email)
+        return (name == "Email" and self.has_email) or (
+            name == "Secondary_Email" and self.has_secondary_email
+        )
 
 
 @dataclass
@@ -344,7 +350,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
             break
         m = _COQL_TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise CoqlError("SYNTAX_ERROR", f"unexpected character near {text[pos:pos + 20]!r}")
+            raise CoqlError("SYNTAX_ERROR", f"unexpected character near {text[pos : pos + 20]!r}")
         kind = m.lastgroup or ""
         out.append((kind, m.group(kind)))
         pos = m.end()
@@ -522,8 +528,9 @@ class _CoqlParser:
                 self.i += 1
                 values.append(_literal(*self.take()))
             self.expect_op(")")
-            return lambda r: (r.value(name) is not None
-                              and any(_compare(r.value(name), "=", v) for v in values) != negate)
+            return lambda r: (
+                r.value(name) is not None and any(_compare(r.value(name), "=", v) for v in values) != negate
+            )
         if self.is_kw("like"):
             self.i += 1
             kind, raw = self.take()
@@ -533,8 +540,9 @@ class _CoqlParser:
                 ".*" if c == "%" else "." if c == "_" else re.escape(c) for c in _literal(kind, raw)
             )
             rx = re.compile(pattern, re.IGNORECASE | re.DOTALL)
-            return lambda r: (r.value(name) is not None
-                              and (rx.fullmatch(str(r.value(name))) is not None) != negate)
+            return lambda r: (
+                r.value(name) is not None and (rx.fullmatch(str(r.value(name))) is not None) != negate
+            )
         if negate:
             raise CoqlError("SYNTAX_ERROR", "NOT must be followed by IN or LIKE")
         kind, op = self.take()
@@ -561,7 +569,10 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("org", re.compile(r"^/crm/(?P<ver>[^/]+)/org/?$")),
     ("coql", re.compile(r"^/crm/(?P<ver>[^/]+)/coql/?$")),
     ("unblock_bulk", re.compile(r"^/crm/(?P<ver>[^/]+)/(?P<module>[^/]+)/actions/unblock_email/?$")),
-    ("unblock_single", re.compile(r"^/crm/(?P<ver>[^/]+)/(?P<module>[^/]+)/(?P<id>[^/]+)/actions/unblock_email/?$")),
+    (
+        "unblock_single",
+        re.compile(r"^/crm/(?P<ver>[^/]+)/(?P<module>[^/]+)/(?P<id>[^/]+)/actions/unblock_email/?$"),
+    ),
     ("records", re.compile(r"^/crm/(?P<ver>[^/]+)/(?P<module>[^/]+)/?$")),
 ]
 _NOT_FOUND = _error("INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one")
@@ -715,7 +726,9 @@ class EmulatorBackend:
         with self._lock:
             mod = self._require_module(module)
             vid = cvid or str(6_000_000_031_001 + 2 * len(self._views) + 100)
-            self._views[vid] = View(vid, mod.name, name, criteria, frozenset(ids) if ids is not None else None)
+            self._views[vid] = View(
+                vid, mod.name, name, criteria, frozenset(ids) if ids is not None else None
+            )
             return vid
 
     def set_locked(self, module: str, record_id: str, locked: bool = True) -> None:
@@ -724,7 +737,11 @@ class EmulatorBackend:
             self._require_record(module, record_id).locked = locked
 
     def set_email_state(
-        self, module: str, record_id: str, field_name: str = "Email", blocked: str | None = None,
+        self,
+        module: str,
+        record_id: str,
+        field_name: str = "Email",
+        blocked: str | None = None,
         unblock_count: int | None = None,
     ) -> None:
         """Change the bounce state of one email field (e.g. a new bounce after an unblock)."""
@@ -894,8 +911,12 @@ class EmulatorBackend:
             rt.live.append(token)
             rt.issue_times.append(now)
             self._counters["tokens_issued"] += 1
-            answer: JSON = {"access_token": token, "scope": " ".join(rt.scopes), "api_domain": api_domain,
-                            "token_type": "Bearer"}
+            answer: JSON = {
+                "access_token": token,
+                "scope": " ".join(rt.scopes),
+                "api_domain": api_domain,
+                "token_type": "Bearer",
+            }
             if cfg.legacy_expires:
                 answer["expires_in_sec"] = cfg.token_ttl
                 answer["expires_in"] = cfg.token_ttl * 1000
@@ -968,7 +989,9 @@ class EmulatorBackend:
             reply = self._token(method, query, headers, body, base_url)
         elif endpoint == "revoke":
             params = {**self._form(headers, body), **query}
-            ok = self.revoke_refresh_token(params.get("token", "")) or self._revoke_access(params.get("token", ""))
+            ok = self.revoke_refresh_token(params.get("token", "")) or self._revoke_access(
+                params.get("token", "")
+            )
             reply = Reply.json(200, {"status": "success"} if ok else {"error": "invalid_code"})
         else:
             reply = Reply.json(404, _NOT_FOUND)
@@ -1021,8 +1044,9 @@ class EmulatorBackend:
             return Reply.json(500, _error("INTERNAL_ERROR", "Internal Server Error"))
         if action in ("502", "503"):
             title = "502 Bad Gateway" if action == "502" else "503 Service Temporarily Unavailable"
-            return Reply.html(int(action), f"<html><head><title>{title}</title></head><body><h1>{title}</h1>"
-                                           "</body></html>")
+            return Reply.html(
+                int(action), f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+            )
         if action == "429":
             return Reply.json(429, _TOO_MANY)
         if action == "reset":
@@ -1091,8 +1115,9 @@ class EmulatorBackend:
             return
         have = {s.lower() for s in token.scopes}
         if not have.intersection(a.lower() for a in accepted):
-            raise ZohoError(401, _error("OAUTH_SCOPE_MISMATCH", "Unauthorized",
-                                        {"required_scopes": list(accepted)}))
+            raise ZohoError(
+                401, _error("OAUTH_SCOPE_MISMATCH", "Unauthorized", {"required_scopes": list(accepted)})
+            )
 
     def _charge(self) -> None:
         self._counters["credits_used"] += 1
@@ -1109,39 +1134,75 @@ class EmulatorBackend:
     ) -> Reply:
         expected = "GET" if endpoint in ("org", "records") else "POST"
         if method != expected:
-            raise ZohoError(400, _error("INVALID_REQUEST_METHOD", "The http request method type is not a valid one"))
+            raise ZohoError(
+                400, _error("INVALID_REQUEST_METHOD", "The http request method type is not a valid one")
+            )
         if endpoint == "org":
             self._check_scope(token, "ZohoCRM.org.READ", "ZohoCRM.org.ALL", "ZohoCRM.settings.ALL")
             self._charge()
-            return Reply.json(200, {"org": [{
-                "id": self.org_id, "company_name": "Emulated Zoho Org", "domain_name": f"org{self.org_id}",
-                "primary_email": "admin@example.com", "country_code": "US", "currency": "USD",
-                "time_zone": "UTC", "zgid": self.org_id,
-            }]})
+            return Reply.json(
+                200,
+                {
+                    "org": [
+                        {
+                            "id": self.org_id,
+                            "company_name": "Emulated Zoho Org",
+                            "domain_name": f"org{self.org_id}",
+                            "primary_email": "admin@example.com",
+                            "country_code": "US",
+                            "currency": "USD",
+                            "time_zone": "UTC",
+                            "zgid": self.org_id,
+                        }
+                    ]
+                },
+            )
         if endpoint == "coql":
             return self._coql(token, body)
         mod = self.module(route["module"])
         if mod is None:
-            raise ZohoError(400, _error("INVALID_MODULE", "the module name given seems to be invalid",
-                                        {"api_name": route["module"]}))
+            raise ZohoError(
+                400,
+                _error(
+                    "INVALID_MODULE",
+                    "the module name given seems to be invalid",
+                    {"api_name": route["module"]},
+                ),
+            )
         if endpoint == "records":
             self._check_read_scope(token, mod.name)
             self._charge()
             return self._list(mod, query)
         if not mod.supports_unblock:
-            raise ZohoError(400, _error("INVALID_MODULE", "the module name given seems to be invalid",
-                                        {"api_name": route["module"]}))
+            raise ZohoError(
+                400,
+                _error(
+                    "INVALID_MODULE",
+                    "the module name given seems to be invalid",
+                    {"api_name": route["module"]},
+                ),
+            )
         m = mod.name
         self._check_scope(
-            token, f"ZohoCRM.send_mail.{m}.CREATE", "ZohoCRM.send_mail.all.CREATE", "ZohoCRM.send_mail.ALL",
-            f"ZohoCRM.modules.{m}.UPDATE", f"ZohoCRM.modules.{m}.ALL", "ZohoCRM.modules.ALL",
+            token,
+            f"ZohoCRM.send_mail.{m}.CREATE",
+            "ZohoCRM.send_mail.all.CREATE",
+            "ZohoCRM.send_mail.ALL",
+            f"ZohoCRM.modules.{m}.UPDATE",
+            f"ZohoCRM.modules.{m}.ALL",
+            "ZohoCRM.modules.ALL",
         )
         self._charge()
         return self._unblock(mod, route.get("id"), body, unknown_code)
 
     def _check_read_scope(self, token: _AccessToken, module: str) -> None:
-        self._check_scope(token, f"ZohoCRM.modules.{module}.READ", f"ZohoCRM.modules.{module}.ALL",
-                          "ZohoCRM.modules.ALL", "ZohoCRM.modules.READ")
+        self._check_scope(
+            token,
+            f"ZohoCRM.modules.{module}.READ",
+            f"ZohoCRM.modules.{module}.ALL",
+            "ZohoCRM.modules.ALL",
+            "ZohoCRM.modules.READ",
+        )
 
     # -- records listing
 
@@ -1168,8 +1229,14 @@ class EmulatorBackend:
         raw_fields = query.get("fields", "")
         fields = [f.strip() for f in raw_fields.split(",") if f.strip()]
         if not fields:
-            raise ZohoError(400, _error("REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
-                                        {"param_name": "fields"}))
+            raise ZohoError(
+                400,
+                _error(
+                    "REQUIRED_PARAM_MISSING",
+                    "One of the expected parameter is missing",
+                    {"param_name": "fields"},
+                ),
+            )
         per_page = self._int_param(query, "per_page", 200, 1, 200)
         now = self.now()
         page_token = query.get("page_token")
@@ -1177,17 +1244,23 @@ class EmulatorBackend:
         if page_token:
             st = self._page_tokens.get(page_token)
             if st is None or st.expires_at <= now or st.module != mod.name:
-                raise ZohoError(400, _error("INVALID_DATA", "Page token is expired or invalid",
-                                            {"param_name": "page_token"}))
+                raise ZohoError(
+                    400,
+                    _error("INVALID_DATA", "Page token is expired or invalid", {"param_name": "page_token"}),
+                )
             cvid, skip, page = st.cvid, 0, st.page + 1
             start, served_before = bisect.bisect_right(mod.order, st.last_id), st.served
         else:
             page = self._int_param(query, "page", 1, 1, None)
             if page * per_page > DISCRETE_PAGE_LIMIT:
-                raise ZohoError(400, _error(
-                    "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
-                    "cannot fetch more than 2000 records with page; use page_token to fetch more records",
-                    {"limit": DISCRETE_PAGE_LIMIT}))
+                raise ZohoError(
+                    400,
+                    _error(
+                        "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+                        "cannot fetch more than 2000 records with page; use page_token to fetch more records",
+                        {"limit": DISCRETE_PAGE_LIMIT},
+                    ),
+                )
             skip, start, served_before = (page - 1) * per_page, 0, 0
         view: View | None = None
         if cvid is not None:
@@ -1212,12 +1285,20 @@ class EmulatorBackend:
         if more and served < PAGE_TOKEN_RECORD_LIMIT:
             next_token = secrets.token_hex(24)
             expires = now + self.config.page_token_ttl
-            self._page_tokens[next_token] = _PageToken(mod.name, cvid, int(rows[-1].id), served, page, expires)
+            self._page_tokens[next_token] = _PageToken(
+                mod.name, cvid, int(rows[-1].id), served, page, expires
+            )
             expiry = _iso(expires)
         data = [{"id": r.id, **{f: r.value(f) for f in fields if f != "id"}} for r in rows]
         info = {
-            "per_page": per_page, "count": len(rows), "page": page, "sort_by": "id", "sort_order": "asc",
-            "more_records": more, "next_page_token": next_token, "previous_page_token": None,
+            "per_page": per_page,
+            "count": len(rows),
+            "page": page,
+            "sort_by": "id",
+            "sort_order": "asc",
+            "more_records": more,
+            "next_page_token": next_token,
+            "previous_page_token": None,
             "page_token_expiry": expiry,
         }
         return Reply.json(200, {"data": data, "info": info})
@@ -1231,22 +1312,42 @@ class EmulatorBackend:
         except ValueError:
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("select_query"), str):
-            raise ZohoError(400, _error("REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
-                                        {"param_name": "select_query"}))
+            raise ZohoError(
+                400,
+                _error(
+                    "REQUIRED_PARAM_MISSING",
+                    "One of the expected parameter is missing",
+                    {"param_name": "select_query"},
+                ),
+            )
         try:
             q = parse_coql(payload["select_query"])
         except CoqlError as exc:
             raise ZohoError(400, _error(exc.code, exc.message, exc.details)) from exc
         mod = self.module(q.module)
         if mod is None:
-            raise ZohoError(400, _error("INVALID_QUERY", "invalid query formed",
-                                        {"reason": "module not supported", "module": q.module}))
+            raise ZohoError(
+                400,
+                _error(
+                    "INVALID_QUERY",
+                    "invalid query formed",
+                    {"reason": "module not supported", "module": q.module},
+                ),
+            )
         self._check_read_scope(token, mod.name)
         if q.limit > COQL_MAX_LIMIT:
-            raise ZohoError(400, _error("LIMIT_EXCEEDED", "limit exceeded", {"by": "limit", "limit": COQL_MAX_LIMIT}))
+            raise ZohoError(
+                400, _error("LIMIT_EXCEEDED", "limit exceeded", {"by": "limit", "limit": COQL_MAX_LIMIT})
+            )
         if q.offset + q.limit > COQL_MAX_REACH:
-            raise ZohoError(400, _error("LIMIT_EXCEEDED", "offset and limit exceed 100000",
-                                        {"by": "offset", "limit": COQL_MAX_REACH}))
+            raise ZohoError(
+                400,
+                _error(
+                    "LIMIT_EXCEEDED",
+                    "offset and limit exceed 100000",
+                    {"by": "offset", "limit": COQL_MAX_REACH},
+                ),
+            )
         self._charge()
         matches = [r for r in self._matches(mod, None, 0) if q.where is None or q.where(r)]
         for name, desc in reversed(q.order):
@@ -1257,7 +1358,7 @@ class EmulatorBackend:
                 absent = [r for r in matches if r.value(name) is None]
                 present.sort(key=lambda r: str(r.value(name)).casefold(), reverse=desc)
                 matches = present + absent if not desc else absent + present
-        window = matches[q.offset:q.offset + q.limit]
+        window = matches[q.offset : q.offset + q.limit]
         if not window:
             return Reply(204)
         data = [{"id": r.id, **{f: r.value(f) for f in q.fields if f != "id"}} for r in window]
@@ -1282,17 +1383,26 @@ class EmulatorBackend:
             return "permanently_blocked", []
         return "already_unblocked", []
 
-    def _unblock_one(self, mod: Module, raw_id: Any, fields: list[str], json_path: str | None,
-                     unknown_code: bool) -> JSON:
+    def _unblock_one(
+        self, mod: Module, raw_id: Any, fields: list[str], json_path: str | None, unknown_code: bool
+    ) -> JSON:
         rid = str(raw_id) if isinstance(raw_id, int | str) and not isinstance(raw_id, bool) else ""
         rec = mod.records.get(rid) if rid.isdigit() else None
         if rec is None:
             details: JSON = {"json_path": json_path} if json_path is not None else {"id": rid}
-            return {"code": "INVALID_DATA", "details": details, "message": "Invalid record provided",
-                    "status": "error"}
+            return {
+                "code": "INVALID_DATA",
+                "details": details,
+                "message": "Invalid record provided",
+                "status": "error",
+            }
         if unknown_code:
-            return {"code": "SOMETHING_NEW", "details": {"id": rid},
-                    "message": "An outcome this client has never seen", "status": "error"}
+            return {
+                "code": "SOMETHING_NEW",
+                "details": {"id": rid},
+                "message": "An outcome this client has never seen",
+                "status": "error",
+            }
         outcome, to_unblock = self._evaluate(mod, rec, fields)
         if outcome == "unblocked":
             for f in to_unblock:
@@ -1302,13 +1412,18 @@ class EmulatorBackend:
             rec.unblock_events.append(self.now())
             self._counters["records_unblocked"] += 1
         code, message = _ITEM_TEXT[outcome]
-        return {"code": code, "details": {"id": rid}, "message": message,
-                "status": "success" if code == "SUCCESS" else "error"}
+        return {
+            "code": code,
+            "details": {"id": rid},
+            "message": message,
+            "status": "success" if code == "SUCCESS" else "error",
+        }
 
     def _unblock(self, mod: Module, record_id: str | None, body: bytes, unknown_code: bool) -> Reply:
         if not body.strip():
-            raise ZohoError(400, _error("MANDATORY_NOT_FOUND", "required field not found",
-                                        {"api_name": "unblock_fields"}))
+            raise ZohoError(
+                400, _error("MANDATORY_NOT_FOUND", "required field not found", {"api_name": "unblock_fields"})
+            )
         try:
             payload = json.loads(body)
         except ValueError as exc:
@@ -1317,11 +1432,18 @@ class EmulatorBackend:
             raise ZohoError(400, _error("INVALID_DATA", "body must be a JSON object", {}))
         fields = payload.get("unblock_fields")
         if fields is None or fields == []:
-            raise ZohoError(400, _error("MANDATORY_NOT_FOUND", "required field not found",
-                                        {"api_name": "unblock_fields"}))
+            raise ZohoError(
+                400, _error("MANDATORY_NOT_FOUND", "required field not found", {"api_name": "unblock_fields"})
+            )
         if not isinstance(fields, list):
-            raise ZohoError(400, _error("INVALID_DATA", "invalid data", {"api_name": "unblock_fields",
-                                                                         "expected_data_type": "jsonarray"}))
+            raise ZohoError(
+                400,
+                _error(
+                    "INVALID_DATA",
+                    "invalid data",
+                    {"api_name": "unblock_fields", "expected_data_type": "jsonarray"},
+                ),
+            )
         for f in fields:
             if f not in UNBLOCK_FIELDS:
                 raise ZohoError(400, _error("NOT_ALLOWED", "unknown field provided", {"api_name": str(f)}))
@@ -1334,15 +1456,27 @@ class EmulatorBackend:
             return Reply.json(status, body_out)
         ids = payload.get("ids")
         if ids is None or ids == []:
-            raise ZohoError(400, _error("MANDATORY_NOT_FOUND", "required field not found", {"api_name": "ids"}))
+            raise ZohoError(
+                400, _error("MANDATORY_NOT_FOUND", "required field not found", {"api_name": "ids"})
+            )
         if not isinstance(ids, list):
-            raise ZohoError(400, _error("INVALID_DATA", "invalid data", {"api_name": "ids",
-                                                                         "expected_data_type": "jsonarray"}))
+            raise ZohoError(
+                400,
+                _error(
+                    "INVALID_DATA", "invalid data", {"api_name": "ids", "expected_data_type": "jsonarray"}
+                ),
+            )
         if len(ids) > self.config.max_ids:
-            raise ZohoError(400, _error("LIMIT_EXCEEDED", "the number of ids exceeds the limit",
-                                        {"limit": self.config.max_ids}))
+            raise ZohoError(
+                400,
+                _error(
+                    "LIMIT_EXCEEDED", "the number of ids exceeds the limit", {"limit": self.config.max_ids}
+                ),
+            )
         self._counters["ids_sent"] += len(ids)
-        items = [self._unblock_one(mod, rid, wanted, f"$.ids[{i}]", unknown_code) for i, rid in enumerate(ids)]
+        items = [
+            self._unblock_one(mod, rid, wanted, f"$.ids[{i}]", unknown_code) for i, rid in enumerate(ids)
+        ]
         ok = sum(1 for it in items if it["status"] == "success")
         status = 200 if ok == len(items) else 207 if ok else 400
         return Reply.json(status, {"data": items})

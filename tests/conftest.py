@@ -1,0 +1,129 @@
+"""Shared fixtures: an emulator per test, Airflow homes on SQLite, and helpers to run real Airflow commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_zohocrm.testing import EmulatorBackend, EmulatorConfig, ZohoCRMEmulator
+from airflow_provider_zohocrm.zoho.auth import FileTokenStore
+
+REPO = Path(__file__).resolve().parents[1]
+DAGS = REPO / "dags"
+BIN = Path(sys.executable).parent
+ACCESS_TOKEN_RE = re.compile(r"1000\.[0-9a-f]{32}\.[0-9a-f]{32}")
+
+
+@pytest.fixture
+def emulator() -> Iterator[ZohoCRMEmulator]:
+    """An empty org (no records) with the default OAuth client; tests seed what they need."""
+    with ZohoCRMEmulator(EmulatorBackend(EmulatorConfig())) as em:
+        yield em
+
+
+@pytest.fixture
+def token_store(tmp_path: Path) -> FileTokenStore:
+    """A token store private to the test, so tests never share tokens through the machine's temp dir."""
+    return FileTokenStore(tmp_path / "tokens")
+
+
+@pytest.fixture
+def conn_env(emulator: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch) -> ZohoCRMEmulator:
+    """``AIRFLOW_CONN_ZOHOCRM_DEFAULT`` pointing at the emulator, with fast retries for tests."""
+    set_connection(monkeypatch, emulator)
+    return emulator
+
+
+def set_connection(
+    monkeypatch: pytest.MonkeyPatch, emulator: ZohoCRMEmulator, conn_id: str = "zohocrm_default", **extra: Any
+) -> dict[str, Any]:
+    conn = emulator.connection(conn_id)
+    conn["extra"].update({"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5}, **extra)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return conn
+
+
+def secrets_of(emulator: ZohoCRMEmulator) -> list[str]:
+    """Every secret the emulator knows of: client secret, refresh token, each access token it issued."""
+    backend = emulator.backend
+    return [backend.client_secret, backend.refresh_token, *backend.live_access_tokens(), *_all_access_tokens(backend)]
+
+
+def _all_access_tokens(backend: EmulatorBackend) -> list[str]:
+    return list(getattr(backend, "_access", {}).keys())
+
+
+def assert_no_secrets(text: str, emulator: ZohoCRMEmulator) -> None:
+    for secret in secrets_of(emulator):
+        assert secret not in text, "a secret leaked"
+    assert not ACCESS_TOKEN_RE.search(text), "an access token leaked"
+
+
+# -- real Airflow ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite Airflow home for the session's ``airflow`` subprocesses."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = airflow_env(home)
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    return home
+
+
+def airflow_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        # tokens of different tests must never meet in the machine-wide file cache
+        TMPDIR=str(home / "tmp"),
+    )
+    (home / "tmp").mkdir(exist_ok=True)
+    env.update(extra)
+    return env
+
+
+def emulator_conn_env(emulator: ZohoCRMEmulator, **extra: Any) -> dict[str, str]:
+    conn = emulator.connection()
+    conn["extra"].update({"backoff_base": 0.01, "backoff_max": 0.1, "timeout": 10}, **extra)
+    return {"AIRFLOW_CONN_ZOHOCRM_DEFAULT": json.dumps(conn)}
+
+
+def run_dag_test(
+    home: Path, conf: dict[str, Any], env: dict[str, str], *, dag_id: str = "zoho_unblock_bounced_emails",
+    timeout: int = 600, extra_args: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """``airflow dags test DAG -c CONF`` in a subprocess; returns the finished process (output captured)."""
+    return subprocess.run(
+        [str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf), *extra_args],
+        env=airflow_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def dag_run_state(output: str) -> str | None:
+    match = re.findall(r"DagRun Finished: .*?state=(\w+)", output)
+    return match[-1] if match else None
+
+
+@pytest.fixture
+def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog

@@ -1,0 +1,276 @@
+"""ZohoCRMHook and the protocol client over real HTTP against the emulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import requests
+
+from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
+from airflow_provider_zohocrm.testing import BOUNCED_VIEW_ID, Fault, ZohoCRMEmulator, seed_demo_org
+from airflow_provider_zohocrm.zoho import (
+    FileTokenStore,
+    ZohoConfigError,
+    ZohoInvalidClientError,
+    ZohoRateLimitError,
+    ZohoRefreshTokenError,
+    ZohoRequestError,
+    ZohoScopeError,
+    ZohoServerError,
+    ZohoTokenThrottledError,
+    ZohoTransportError,
+)
+from tests.conftest import assert_no_secrets, set_connection
+
+
+def requests_of(em: ZohoCRMEmulator, endpoint: str) -> int:
+    return int(em.backend.stats["requests"][endpoint])
+
+
+def test_test_connection_proves_credentials(conn_env: ZohoCRMEmulator, token_store: FileTokenStore) -> None:
+    ok, message = ZohoCRMHook(token_store=token_store).test_connection()
+    assert ok, message
+    assert conn_env.url in message
+    assert requests_of(conn_env, "org") == 1
+    assert requests_of(conn_env, "token") == 1
+
+
+def test_wrong_client_secret_is_reported_not_retried(
+    emulator: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, token_store: FileTokenStore
+) -> None:
+    conn = emulator.connection()
+    conn["password"] = "wrong-secret-value"
+    monkeypatch.setenv("AIRFLOW_CONN_ZOHOCRM_DEFAULT", json.dumps(conn))
+    hook = ZohoCRMHook(token_store=token_store)
+    ok, message = hook.test_connection()
+    assert not ok
+    assert "invalid_client" in message and "data center" in message
+    assert "wrong-secret-value" not in message
+    assert requests_of(emulator, "token") == 1
+    assert requests_of(emulator, "org") == 0
+
+
+@pytest.mark.parametrize("missing", ["login", "password", "refresh_token"])
+def test_connection_missing_credentials_fails_before_any_call(
+    emulator: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    conn = emulator.connection()
+    if missing == "refresh_token":
+        del conn["extra"]["refresh_token"]
+    else:
+        conn[missing] = ""
+    monkeypatch.setenv("AIRFLOW_CONN_ZOHOCRM_DEFAULT", json.dumps(conn))
+    with pytest.raises(ZohoConfigError, match="missing"):
+        ZohoCRMHook().get_org()
+    assert requests_of(emulator, "token") == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("api_domain", "https://evil.example.com"),
+        ("accounts_url", "https://accounts.zoho.com.evil.net"),
+        ("accounts_url", "http://accounts.zoho.com"),
+        ("api_domain", "http://10.0.0.5:8080"),
+        ("data_center", "mars"),
+    ],
+)
+def test_unsafe_or_unknown_endpoints_rejected_before_any_call(
+    emulator: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    set_connection(monkeypatch, emulator, **{field: value})
+    with pytest.raises(ZohoConfigError) as info:
+        ZohoCRMHook().get_org()
+    assert value in str(info.value)
+    assert requests_of(emulator, "token") == 0
+
+
+def test_token_shared_by_hooks_of_one_connection_not_by_two_connections(
+    conn_env: ZohoCRMEmulator, token_store: FileTokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(5):  # five "tasks", one process each in real life: one token
+        ZohoCRMHook(token_store=token_store).get_org()
+    assert requests_of(conn_env, "token") == 1
+    # a second connection (its own refresh token) never receives the first one's token
+    other_rt = "1000.otherrefreshtoken0000000000000000.0000"
+    conn_env.backend.add_refresh_token(conn_env.backend.client_id, other_rt, ["ZohoCRM.org.READ"])
+    set_connection(monkeypatch, conn_env, conn_id="zoho_other", refresh_token=other_rt)
+    ZohoCRMHook("zoho_other", token_store=token_store).get_org()
+    assert requests_of(conn_env, "token") == 2
+    assert len(conn_env.backend.token_issue_times(other_rt)) == 1
+
+
+def test_legacy_expires_in_milliseconds_is_understood(
+    conn_env: ZohoCRMEmulator, token_store: FileTokenStore
+) -> None:
+    conn_env.backend.config.legacy_expires = True
+    hook = ZohoCRMHook(token_store=token_store)
+    hook.get_org()
+    token = hook.tokens.get_token()
+    assert 3000 < token.expires_at - hook.tokens.clock() <= 3600
+
+
+def test_throttled_refresh_fails_fast_with_wait_time(conn_env: ZohoCRMEmulator, tmp_path) -> None:
+    # Ten separate machines (no shared store) each asking for a token: Zoho's limit is reached ...
+    for i in range(10):
+        ZohoCRMHook(token_store=FileTokenStore(tmp_path / f"m{i}")).tokens.get_token()
+    shared = FileTokenStore(tmp_path / "shared")
+    with pytest.raises(ZohoTokenThrottledError) as info:
+        ZohoCRMHook(token_store=shared).tokens.get_token()
+    assert info.value.retry_after >= 60
+    assert "minute" in str(info.value)
+    assert requests_of(conn_env, "token") == 11
+    # ... and other processes sharing the store fail fast without asking Zoho again (no hot retry).
+    with pytest.raises(ZohoTokenThrottledError):
+        ZohoCRMHook(token_store=shared).tokens.get_token()
+    assert requests_of(conn_env, "token") == 11
+    # once the throttle passes, it works again
+    conn_env.backend.advance(3600)
+    ZohoCRMHook(token_store=FileTokenStore(tmp_path / "later")).get_org()
+
+
+def test_expired_or_revoked_access_token_mid_run_refreshes_once(
+    conn_env: ZohoCRMEmulator, token_store: FileTokenStore
+) -> None:
+    seed_demo_org(conn_env.backend, n_bounced=30)
+    hook = ZohoCRMHook(token_store=token_store)
+    hook.get_org()
+    conn_env.backend.expire_access_tokens()
+    hook.get_org()
+    assert requests_of(conn_env, "token") == 2
+    conn_env.backend.add_fault(Fault(endpoint="records", action="revoke_access_tokens"))
+    ids = [r["id"] for r in hook.iter_records("Leads", cvid=BOUNCED_VIEW_ID)]
+    assert len(ids) == 30
+    assert requests_of(conn_env, "token") == 3
+    # the new token reached the shared store: a new hook (a new task) needs none
+    ZohoCRMHook(token_store=token_store).get_org()
+    assert requests_of(conn_env, "token") == 3
+
+
+def test_revoked_refresh_token_is_a_clear_final_error(
+    conn_env: ZohoCRMEmulator, token_store: FileTokenStore
+) -> None:
+    hook = ZohoCRMHook(token_store=token_store)
+    hook.get_org()
+    conn_env.backend.revoke_refresh_token(conn_env.backend.refresh_token)
+    with pytest.raises(ZohoRefreshTokenError, match="Generate a new one"):
+        hook.get_org()
+    assert requests_of(conn_env, "token") == 2  # one refresh attempt, no loop
+
+
+def test_missing_scope_names_the_scope(emulator: ZohoCRMEmulator, monkeypatch, token_store) -> None:
+    rt = "1000.readonlyrefreshtoken000000000000.0000"
+    emulator.backend.add_refresh_token(emulator.backend.client_id, rt, ["ZohoCRM.org.READ"])
+    set_connection(monkeypatch, emulator, refresh_token=rt)
+    with pytest.raises(ZohoScopeError, match=r"ZohoCRM\.send_mail\.Leads\.CREATE"):
+        ZohoCRMHook(token_store=token_store).unblock_emails("Leads", ["1"], ["Email"])
+
+
+@pytest.mark.parametrize("action", ["429", "500", "503", "reset", "html200", "empty200"])
+def test_transient_failures_are_retried(conn_env: ZohoCRMEmulator, token_store, action: str) -> None:
+    result = seed_demo_org(conn_env.backend, n_bounced=20)
+    ids = result.bounced()[:10]
+    conn_env.backend.add_fault(Fault(endpoint="unblock_bulk", action=action, times=2))
+    items = ZohoCRMHook(token_store=token_store).unblock_emails("Leads", ids, ["Email"])
+    assert [str(i["details"].get("id", "")) for i in items if "id" in i["details"]] or items
+    assert len(items) == len(ids)
+    assert requests_of(conn_env, "unblock_bulk") == 3
+    for rid in ids:  # no record unblocked twice despite the repeated call
+        assert len(conn_env.backend.unblock_events("Leads", rid)) <= 1
+
+
+@pytest.mark.parametrize(
+    ("action", "error"), [("429", ZohoRateLimitError), ("500", ZohoServerError), ("reset", ZohoTransportError)]
+)
+def test_retries_are_bounded_then_give_up(
+    conn_env: ZohoCRMEmulator, monkeypatch, token_store, action: str, error: type[Exception]
+) -> None:
+    set_connection(monkeypatch, conn_env, max_attempts=3)
+    conn_env.backend.add_fault(Fault(endpoint="org", action=action, times=50))
+    with pytest.raises(error, match="gave up after 3 attempts"):
+        ZohoCRMHook(token_store=token_store).get_org()
+    assert requests_of(conn_env, "org") == 3
+
+
+def test_data_errors_are_not_retried(conn_env: ZohoCRMEmulator, token_store) -> None:
+    with pytest.raises(ZohoRequestError, match="INVALID_MODULE"):
+        ZohoCRMHook(token_store=token_store).unblock_emails("Not_A_Module", ["1"], ["Email"])
+    assert requests_of(conn_env, "unblock_bulk") == 1
+
+
+def test_slow_answer_times_out_and_is_retried(conn_env: ZohoCRMEmulator, monkeypatch, token_store) -> None:
+    set_connection(monkeypatch, conn_env, timeout=0.3, max_attempts=3)
+    conn_env.backend.add_fault(Fault(endpoint="org", action="delay", delay=1.5, times=1))
+    assert ZohoCRMHook(token_store=token_store).get_org()["company_name"]
+    assert requests_of(conn_env, "org") == 2
+    conn_env.backend.add_fault(Fault(endpoint="org", action="delay", delay=1.5, times=3))
+    with pytest.raises(ZohoTransportError, match="in time"):
+        ZohoCRMHook(token_store=token_store).get_org()
+
+
+def test_view_paging_past_2000_records_uses_page_tokens(conn_env: ZohoCRMEmulator, token_store) -> None:
+    result = seed_demo_org(conn_env.backend, n_bounced=4100)
+    ids = [r["id"] for r in ZohoCRMHook(token_store=token_store).iter_records("Leads", cvid=BOUNCED_VIEW_ID)]
+    assert sorted(ids) == sorted(result.bounced())
+    assert len(ids) == len(set(ids)) == 4100
+    assert requests_of(conn_env, "records") == 21  # ⌈4100/200⌉
+    assert conn_env.backend.stats["status_counts"]["records"].get(400, 0) == 0
+
+
+def test_expired_page_token_mid_scan_loses_and_repeats_nothing(conn_env: ZohoCRMEmulator, token_store) -> None:
+    result = seed_demo_org(conn_env.backend, n_bounced=2500)
+    conn_env.backend.add_fault(Fault(endpoint="records", action="expire_page_tokens", on_call=12))
+    ids = [r["id"] for r in ZohoCRMHook(token_store=token_store).iter_records("Leads", cvid=BOUNCED_VIEW_ID)]
+    assert sorted(ids) == sorted(result.bounced())
+    assert len(ids) == len(set(ids))
+
+
+def test_coql_paging_past_2000_rows(conn_env: ZohoCRMEmulator, token_store) -> None:
+    result = seed_demo_org(conn_env.backend, n_bounced=6000)
+    temporary = [rid for rid in result.bounced() if conn_env.backend.record("Leads", rid)["fields"].get(
+        "Email_Bounce_Status") == "Temporary"]
+    rows = list(
+        ZohoCRMHook(token_store=token_store).iter_coql(
+            "select id from Leads where Email_Bounce_Status = 'Temporary'"
+        )
+    )
+    assert sorted(r["id"] for r in rows) == sorted(temporary)
+    assert len(temporary) > 2000
+    assert requests_of(conn_env, "coql") == -(-len(temporary) // 2000)
+
+
+def test_empty_view_is_an_empty_result(conn_env: ZohoCRMEmulator, token_store) -> None:
+    seed_demo_org(conn_env.backend, n_bounced=0)
+    assert list(ZohoCRMHook(token_store=token_store).iter_records("Leads", cvid=BOUNCED_VIEW_ID)) == []
+    assert conn_env.backend.stats["status_counts"]["records"] == {204: 1}
+
+
+def test_no_secret_in_logs_exceptions_or_reprs(
+    conn_env: ZohoCRMEmulator, token_store, caplog: pytest.LogCaptureFixture, monkeypatch
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("urllib3").setLevel(logging.DEBUG)
+    seed_demo_org(conn_env.backend, n_bounced=50)
+    hook = ZohoCRMHook(token_store=token_store)
+    texts = [repr(hook), repr(hook.settings), repr(hook.tokens), repr(hook.client), repr(hook.tokens.get_token())]
+    conn_env.backend.add_fault(Fault(endpoint="unblock_bulk", action="500", times=1))
+    hook.unblock_emails("Leads", [r["id"] for r in hook.iter_records("Leads", cvid=BOUNCED_VIEW_ID)], ["Email"])
+    conn_env.backend.revoke_refresh_token(conn_env.backend.refresh_token)
+    conn_env.backend.expire_access_tokens()
+    with pytest.raises(ZohoRefreshTokenError) as info:
+        hook.get_org()
+    texts += [str(info.value), repr(info.value)]
+    texts += [r.getMessage() for r in caplog.records]
+    assert_no_secrets("\n".join(texts), conn_env)
+    # the store holds no usable token in clear
+    blob = token_store.load(hook.tokens.key) or ""
+    assert_no_secrets(blob, conn_env)
+
+
+def test_session_sends_no_connection_extras_as_headers(conn_env: ZohoCRMEmulator, token_store) -> None:
+    session = ZohoCRMHook(token_store=token_store).get_conn()
+    assert isinstance(session, requests.Session)
+    assert session.auth is None
+    assert not any("refresh" in k.lower() or k.lower() == "data_center" for k in session.headers)
