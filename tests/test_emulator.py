@@ -385,7 +385,7 @@ def test_coql_errors(api: Api) -> None:
     ]:
         r = coql(api, q)
         assert (r.status_code, r.json()["code"]) == (400, code), q
-    assert coql(api, "select Email from Leads limit 2000 offset 98000").status_code == 200 or True
+    assert coql(api, "select Email from Leads limit 2000 offset 98000").status_code == 204  # cap: allowed
 
 
 # ----------------------------------------------------------------------------------------- Unblock Email
@@ -609,8 +609,9 @@ def test_fault_reset_and_delay(api: Api) -> None:
             json={"unblock_fields": ["Email"], "ids": [temp[0]]},
         )
     # the delayed request is still processed: a retry then finds the email already unblocked or unblocks it
+    # the retry overtakes the sleeping request: it unblocks, the delayed one then finds nothing to do
     r = api.unblock([temp[0]])
-    assert r.status_code in (200, 400)
+    assert r.status_code == 200
     assert len(api.b.unblock_events("Leads", temp[0])) == 1
     assert api.b.stats["status_counts"]["unblock_bulk"].get(0) == 1
 

@@ -129,12 +129,12 @@ class ZohoCRMClient:
         json: Any = None,
         purpose: str = "",
         module: str = "",
-        data_errors_ok: bool = False,
+        data_errors_ok: bool | str = False,
     ) -> ZohoResponse:
         """Send one API call, retrying what is safe to retry, and classify the answer.
 
         :param data_errors_ok: a 4xx answer with a ``data`` list (unblock's per-record errors) is returned
-            instead of raised.
+            instead of raised; given a record id, so is a bare per-record item about that record.
         """
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retry.max_attempts),
@@ -166,7 +166,7 @@ class ZohoCRMClient:
         json: Any,
         purpose: str,
         module: str,
-        data_errors_ok: bool,
+        data_errors_ok: bool | str,
     ) -> ZohoResponse:
         for auth_try in range(2):  # on INVALID_TOKEN: drop the token, refresh once, send again
             try:
@@ -213,7 +213,7 @@ class ZohoCRMClient:
         path: str,
         purpose: str,
         module: str,
-        data_errors_ok: bool,
+        data_errors_ok: bool | str,
     ) -> ZohoResponse:
         status = response.status_code
         headers = dict(response.headers)
@@ -253,7 +253,7 @@ class ZohoCRMClient:
             raise error
         if status < 300:
             return ZohoResponse(status, body, headers)
-        if data_errors_ok and isinstance(body, dict) and isinstance(body.get("data"), list):
+        if data_errors_ok and _is_record_answer(body, data_errors_ok):
             return ZohoResponse(status, body, headers)
         if status == 401 and code == "OAUTH_SCOPE_MISMATCH":
             hint = _SCOPE_HINT.get(purpose, "the scope this call needs").format(module=module or "{module}")
@@ -396,7 +396,7 @@ class ZohoCRMClient:
             json={"unblock_fields": list(unblock_fields)},
             purpose="unblock",
             module=module,
-            data_errors_ok=True,
+            data_errors_ok=record_id,
         )
         body = response.body
         # The docs show {"data": [item]}; the v8 OpenAPI example the bare item: accept both.
@@ -509,6 +509,22 @@ def _data_and_info(response: ZohoResponse, where: str) -> tuple[list[dict[str, A
         raise ZohoResponseError(f"Zoho's answer to {where} has no 'data' list", status=response.status)
     info = body.get("info")
     return body["data"], info if isinstance(info, dict) else {}
+
+
+def _is_record_answer(body: Any, record_id: bool | str) -> bool:
+    """A 4xx body that carries per-record results: ``{"data": [...]}``, or (single-record endpoint, flat form)
+    an item whose ``details.id`` is the record's — unlike a call-level error, which names no record."""
+    if not isinstance(body, dict):
+        return False
+    if isinstance(body.get("data"), list):
+        return True
+    details = body.get("details")
+    return (
+        isinstance(record_id, str)
+        and isinstance(details, dict)
+        and str(details.get("id")) == record_id
+        and "code" in body
+    )
 
 
 def _redact_path(path: str) -> str:
