@@ -208,31 +208,52 @@ class ZohoCRMHook(HttpHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        from flask_babel import lazy_gettext
+        """The extra fields for Airflow 3.0/3.1 (3.2+ builds the form from ``CONN_FIELDS``, never calls this).
+
+        Only ``wtforms`` is required: on 3.0/3.1 the api-server swaps wtforms' fields, ``Optional`` and
+        ``any_of`` for its own mocks while it calls this method, and turns them into JSON-schema (``any_of``
+        becomes the ``enum`` of a select). ``flask_babel`` and ``flask_appbuilder`` are used when installed,
+        but a missing ``flask_babel`` must not raise: Airflow only tolerates missing wtforms/FAB and would
+        silently drop both the widgets and the field behaviour of this hook.
+        """
         from wtforms import PasswordField, StringField
+        from wtforms.validators import Optional, any_of
+
+        try:
+            from flask_babel import lazy_gettext
+        except ImportError:
+
+            def lazy_gettext(text: str) -> str:
+                return text
 
         try:
             from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        except ImportError:  # FAB-free UIs only read labels and descriptions
-            return {
-                name: (PasswordField if spec["schema"].get("format") == "password" else StringField)(
-                    lazy_gettext(spec["label"]), description=spec["description"]
+        except ImportError:  # FAB-free UIs only read labels, descriptions, defaults and validators
+            password_widget: dict[str, Any] = {}
+            text_widget: dict[str, Any] = {}
+        else:
+            password_widget = {"widget": BS3PasswordFieldWidget()}
+            text_widget = {"widget": BS3TextFieldWidget()}
+
+        widgets: dict[str, Any] = {}
+        for name, spec in CONN_FIELDS.items():
+            schema = spec["schema"]
+            if schema.get("format") == "password":
+                widgets[name] = PasswordField(
+                    lazy_gettext(spec["label"]), description=spec["description"], **password_widget
                 )
-                for name, spec in CONN_FIELDS.items()
-            }
-        return {
-            name: (
-                PasswordField(lazy_gettext(spec["label"]), widget=BS3PasswordFieldWidget(), description=spec["description"])
-                if spec["schema"].get("format") == "password"
-                else StringField(
-                    lazy_gettext(spec["label"]),
-                    widget=BS3TextFieldWidget(),
-                    description=spec["description"],
-                    default=spec["schema"].get("default"),
-                )
+                continue
+            validators: list[Any] = [Optional()]
+            if schema.get("enum"):
+                validators.append(any_of(list(schema["enum"])))
+            widgets[name] = StringField(
+                lazy_gettext(spec["label"]),
+                validators=validators,
+                description=spec["description"],
+                default=schema.get("default"),
+                **text_widget,
             )
-            for name, spec in CONN_FIELDS.items()
-        }
+        return widgets
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

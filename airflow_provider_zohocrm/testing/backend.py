@@ -56,6 +56,7 @@ FAULT_ACTIONS = frozenset(
         "revoke_access_tokens",
         "revoke_refresh_token",
         "expire_page_tokens",
+        "delete_records",
     }
 )
 #: Modules Zoho's Unblock Email API accepts, with (has Email, has Secondary_Email).
@@ -129,6 +130,9 @@ class EmulatorConfig:
     max_ids: int = 500
     require_scope: bool = True
     credits_per_day: int = 50_000
+    #: The ``api_domain`` token answers name (default: the emulator's own URL). Set it to a Zoho domain, e.g.
+    #: ``https://www.zohoapis.eu``, to test a client's data-center handling with that host routed here.
+    advertised_api_domain: str | None = None
 
 
 @dataclass
@@ -141,6 +145,8 @@ class Fault:
     on_call: int | None = None
     times: int = 1
     delay: float = 0.0
+    #: For ``delete_records``: the records someone deletes just before this request (they become invalid ids).
+    ids: tuple[str, ...] = ()
     seen: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
 
@@ -731,6 +737,16 @@ class EmulatorBackend:
             )
             return vid
 
+    def delete_record(self, module: str | None, record_id: str) -> bool:
+        """Delete a record (``module=None``: whichever module holds it); later calls see an invalid id."""
+        with self._lock:
+            for mod in self._modules.values():
+                if (module is None or mod.name == module) and record_id in mod.records:
+                    del mod.records[record_id]
+                    mod.order.remove(int(record_id))
+                    return True
+            return False
+
     def set_locked(self, module: str, record_id: str, locked: bool = True) -> None:
         """Put a record in (or out of) an approval process."""
         with self._lock:
@@ -914,7 +930,7 @@ class EmulatorBackend:
             answer: JSON = {
                 "access_token": token,
                 "scope": " ".join(rt.scopes),
-                "api_domain": api_domain,
+                "api_domain": self.config.advertised_api_domain or api_domain,
                 "token_type": "Bearer",
             }
             if cfg.legacy_expires:
@@ -977,6 +993,9 @@ class EmulatorBackend:
                 self.revoke_refresh_token(self._request_refresh_token(endpoint, headers, query, body))
             elif f.action == "expire_page_tokens":
                 self.expire_page_tokens()
+            elif f.action == "delete_records":
+                for rid in f.ids:
+                    self.delete_record(None, rid)
             elif f.action == "unknown_code":
                 unknown_code = True
             elif terminal is None:
