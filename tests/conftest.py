@@ -6,13 +6,17 @@ import json
 import logging
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from airflow_provider_zohocrm.testing import EmulatorBackend, EmulatorConfig, ZohoCRMEmulator
 from airflow_provider_zohocrm.zoho.auth import FileTokenStore
@@ -127,3 +131,62 @@ def dag_run_state(output: str) -> str | None:
 def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+# -- LocalExecutor with an api-server -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def executor_env(airflow_home: Path) -> Iterator[dict[str, str]]:
+    """An api-server for the Task Execution API, and the env that points LocalExecutor tasks at it."""
+    port = free_port()
+    env = {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "zohocrm-tests-jwt-secret-0123456789",
+        "AIRFLOW__API__SECRET_KEY": "zohocrm-tests-secret-key-0123456789",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+    }
+    log = open(airflow_home / "api-server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(BIN / "airflow"), "api-server", "--port", str(port)],
+        env=airflow_env(airflow_home, **env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, (airflow_home / "api-server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "api-server did not become healthy"
+            time.sleep(0.5)  # readiness polling, not synchronisation of the code under test
+        yield env
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+
+
+def dags_test(home: Path, dag_id: str, conf: dict, env: dict[str, str], dags_folder: Path | None = None):
+    extra = {"AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder)} if dags_folder else {}
+    return subprocess.run(
+        [str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf), "--use-executor"],
+        env=airflow_env(home, **env, **extra),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+

@@ -13,7 +13,6 @@ from airflow_provider_zohocrm.testing import BOUNCED_VIEW_ID, Fault, ZohoCRMEmul
 from airflow_provider_zohocrm.zoho import (
     FileTokenStore,
     ZohoConfigError,
-    ZohoInvalidClientError,
     ZohoRateLimitError,
     ZohoRefreshTokenError,
     ZohoRequestError,
