@@ -22,7 +22,9 @@ def _secret(label: str, description: str) -> dict[str, Any]:
     }
 
 
-def _text(label: str, description: str, default: str | None = None, enum: list[str] | None = None) -> dict[str, Any]:
+def _text(
+    label: str, description: str, default: str | None = None, enum: list[str] | None = None
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": ["string", "null"]}
     if default is not None:
         schema["default"] = default
@@ -35,7 +37,8 @@ def _text(label: str, description: str, default: str | None = None, enum: list[s
 #: serve 3.0/3.1 from the same definitions).
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "refresh_token": _secret(
-        "Refresh token", "Offline refresh token from the Zoho API console (self-client or server-based client)."
+        "Refresh token",
+        "Offline refresh token from the Zoho API console (self-client or server-based client).",
     ),
     "data_center": _text(
         "Data center",

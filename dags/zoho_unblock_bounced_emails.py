@@ -100,15 +100,19 @@ def zoho_unblock_bounced_emails() -> None:
         for outcome in sorted(NEEDS_PERSON_OUTCOMES):
             ids = merged["ids"].get(outcome, [])
             if ids:
-                lines.append(f"Need a person ({outcome}, {len(ids):,}): {', '.join(ids[:50])}"
-                             + (" …" if len(ids) > 50 else ""))
+                lines.append(
+                    f"Need a person ({outcome}, {len(ids):,}): {', '.join(ids[:50])}"
+                    + (" …" if len(ids) > 50 else "")
+                )
         for rid, message in list(merged["messages"].items())[:20]:
             lines.append(f"  {rid}: {message}")
         print("\n".join(lines))
         if sorted(reported) != sorted(found):
             lost = set(found) - set(reported)
             extra = set(reported) - set(found)
-            raise RuntimeError(f"Outcome accounting mismatch: {len(lost)} id(s) without outcome, {len(extra)} extra")
+            raise RuntimeError(
+                f"Outcome accounting mismatch: {len(lost)} id(s) without outcome, {len(extra)} extra"
+            )
         return {
             "found": len(found),
             "total": merged["total"],

@@ -142,7 +142,7 @@ def test_dry_run_sends_nothing(conn_env: ZohoCRMEmulator, org) -> None:
 def test_fail_on_policy(conn_env: ZohoCRMEmulator, org) -> None:
     ids = org.of("temporary")[:5] + org.of("permanent")[:3]
     with pytest.raises(AirflowException, match="permanently_blocked"):
-        _, ti = run(module="Leads", record_ids=ids, fail_on=["permanently_blocked"])
+        run(module="Leads", record_ids=ids, fail_on=["permanently_blocked"])
     # all batches ran before failing: the unblockable ones were unblocked
     assert all(len(conn_env.backend.unblock_events("Leads", rid)) == 1 for rid in ids[:5])
     result, _ = run(module="Leads", record_ids=org.of("permanent")[3:6])  # default fail_on=["error"]
@@ -198,4 +198,4 @@ def test_parallel_calls_within_task_stay_bounded(conn_env: ZohoCRMEmulator, org)
 
 def test_templated_fields_render(conn_env: ZohoCRMEmulator) -> None:
     op = UnblockEmailOperator(task_id="t", module="{{ params.m }}", record_ids="{{ params.ids }}")
-    assert {"module", "record_ids", "unblock_fields", "batch_size", "dry_run"} <= set(op.template_fields)
+    assert {"module", "record_ids", "unblock_fields", "batch_size", "dry_run_mode"} <= set(op.template_fields)

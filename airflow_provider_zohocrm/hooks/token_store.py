@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from airflow_provider_zohocrm.zoho.auth import FileTokenStore
 
@@ -55,7 +56,7 @@ class AirflowVariableTokenStore:
         return in_task_context()
 
     @staticmethod
-    def _variable():  # type: ignore[no-untyped-def]
+    def _variable() -> Any:
         from airflow.providers.common.compat.sdk import Variable
 
         return Variable
@@ -65,7 +66,9 @@ class AirflowVariableTokenStore:
             try:
                 value = self._variable().get(VARIABLE_PREFIX + key, default=None)
             except Exception as exc:
-                log.warning("Reading the shared Zoho token failed (%s); using the local cache.", type(exc).__name__)
+                log.warning(
+                    "Reading the shared Zoho token failed (%s); using the local cache.", type(exc).__name__
+                )
             else:
                 if value:
                     return str(value)
@@ -75,7 +78,9 @@ class AirflowVariableTokenStore:
         self.files.save(key, blob)
         if self._use_variables():
             self._variable().set(
-                VARIABLE_PREFIX + key, blob, description="Encrypted Zoho CRM access-token cache (provider-managed)"
+                VARIABLE_PREFIX + key,
+                blob,
+                description="Encrypted Zoho CRM access-token cache (provider-managed)",
             )
 
     def delete(self, key: str) -> None:
@@ -121,7 +126,8 @@ class AirflowVariableTokenStore:
                 lease = self._read_lease(key)
                 if lease is None or float(str(lease.get("until", 0))) < time.time():
                     self._variable().set(
-                        self._lease_key(key), json.dumps({"owner": owner, "until": time.time() + self.lease_seconds})
+                        self._lease_key(key),
+                        json.dumps({"owner": owner, "until": time.time() + self.lease_seconds}),
                     )
                     time.sleep(self.settle_seconds)  # last writer wins; let concurrent writers land first
                     lease = self._read_lease(key)

@@ -14,7 +14,12 @@ from airflow_provider_zohocrm import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_zohocrm.hooks.token_store import AirflowVariableTokenStore
 from airflow_provider_zohocrm.zoho.auth import OAuthCredentials, TokenManager, TokenStore
 from airflow_provider_zohocrm.zoho.client import RetryPolicy, ZohoCRMClient
-from airflow_provider_zohocrm.zoho.datacenters import API_VERSIONS, DEFAULT_API_VERSION, Endpoints, resolve_endpoints
+from airflow_provider_zohocrm.zoho.datacenters import (
+    API_VERSIONS,
+    DEFAULT_API_VERSION,
+    Endpoints,
+    resolve_endpoints,
+)
 from airflow_provider_zohocrm.zoho.errors import ZohoConfigError, ZohoCRMError
 
 
@@ -131,7 +136,9 @@ class ZohoCRMHook(HttpHook):
                 _mask_secret(str(secret))
         return ZohoConnectionSettings.from_connection(conn)
 
-    def get_conn(self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None) -> Any:
+    def get_conn(
+        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
+    ) -> Any:
         """A requests session for Zoho: HttpHook's keep-alive adapter, no basic auth, and none of the
         connection's extras turned into headers (HttpHook would send the refresh token as a header)."""
         session = requests.Session()
@@ -182,7 +189,9 @@ class ZohoCRMHook(HttpHook):
         """Every row of a COQL select (give it without limit/offset)."""
         return self.client.iter_coql(query, page_size=page_size)
 
-    def unblock_email(self, module: str, record_id: str, unblock_fields: Sequence[str]) -> list[dict[str, Any]]:
+    def unblock_email(
+        self, module: str, record_id: str, unblock_fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
         return self.client.unblock_email(module, record_id, unblock_fields)
 
     def unblock_emails(

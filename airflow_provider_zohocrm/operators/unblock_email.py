@@ -81,7 +81,7 @@ class UnblockEmailOperator(BaseOperator):
         "unblock_fields",
         "zohocrm_conn_id",
         "batch_size",
-        "dry_run",
+        "dry_run_mode",
     )
     template_fields_renderers = {"record_ids": "json", "unblock_fields": "json"}
     operator_extra_links = (ZohoCRMModuleLink(),)
@@ -107,7 +107,11 @@ class UnblockEmailOperator(BaseOperator):
         unknown = [o for o in fail_on if o not in {x.value for x in Outcome}]
         if unknown:
             raise ValueError(f"fail_on has unknown outcomes {unknown}: use {[o.value for o in Outcome]}")
-        if isinstance(max_parallel_calls, bool) or not isinstance(max_parallel_calls, int) or max_parallel_calls < 1:
+        if (
+            isinstance(max_parallel_calls, bool)
+            or not isinstance(max_parallel_calls, int)
+            or max_parallel_calls < 1
+        ):
             raise ValueError(f"max_parallel_calls must be a whole number >= 1, not {max_parallel_calls!r}")
         self.module = module
         self.record_ids = record_ids
@@ -116,7 +120,7 @@ class UnblockEmailOperator(BaseOperator):
         self.zohocrm_conn_id = zohocrm_conn_id
         self.batch_size = batch_size
         self.max_parallel_calls = max_parallel_calls
-        self.dry_run = dry_run
+        self.dry_run_mode = dry_run  # not ``self.dry_run``: BaseOperator.dry_run() is a method
         self.fail_on = list(fail_on)
 
     def _request(self) -> UnblockRequest:
@@ -134,7 +138,7 @@ class UnblockEmailOperator(BaseOperator):
 
     @property
     def is_dry_run(self) -> bool:
-        value = self.dry_run
+        value = self.dry_run_mode
         if isinstance(value, str):
             return value.strip().lower() in ("true", "1", "yes", "on")
         return bool(value)
@@ -144,7 +148,9 @@ class UnblockEmailOperator(BaseOperator):
             request = self._request()  # every input checked before any call
         except ZohoConfigError as exc:
             raise AirflowFailException(str(exc)) from None
-        report = UnblockReport(module=request.module, unblock_fields=request.unblock_fields, dry_run=self.is_dry_run)
+        report = UnblockReport(
+            module=request.module, unblock_fields=request.unblock_fields, dry_run=self.is_dry_run
+        )
         batches = request.batches()
         if not batches:
             self.log.info("No record ids given: nothing to unblock.")
@@ -166,17 +172,28 @@ class UnblockEmailOperator(BaseOperator):
         except ZohoCRMError as exc:
             self._push_report(context, report)
             done = report.total
-            reason = f"{exc} ({done} of {len(request.record_ids)} ids had an outcome before this; a retry is safe)"
+            reason = (
+                f"{exc} ({done} of {len(request.record_ids)} ids had an outcome before this; a retry is safe)"
+            )
             if isinstance(exc, _FINAL_ERRORS):
                 raise AirflowFailException(reason) from None
             raise AirflowException(reason) from None
 
         result = report.to_dict()
-        self.log.info("Unblock Email on %s, %d record(s):\n%s", request.module, report.total, format_table(report.counts))
+        self.log.info(
+            "Unblock Email on %s, %d record(s):\n%s",
+            request.module,
+            report.total,
+            format_table(report.counts),
+        )
         for outcome in sorted(NEEDS_PERSON_OUTCOMES):
             if report.ids[outcome]:
-                self.log.warning("%d record(s) %s need a person: %s", len(report.ids[outcome]), outcome,
-                                 _preview(report.ids[outcome]))
+                self.log.warning(
+                    "%d record(s) %s need a person: %s",
+                    len(report.ids[outcome]),
+                    outcome,
+                    _preview(report.ids[outcome]),
+                )
         failing = {o: report.counts[o] for o in self.fail_on if report.counts.get(o)}
         if failing:
             self._push_report(context, report)

@@ -138,7 +138,9 @@ class ZohoCRMClient:
         """
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retry.max_attempts),
-            wait=tenacity.wait_random_exponential(multiplier=self.retry.backoff_base, max=self.retry.backoff_max),
+            wait=tenacity.wait_random_exponential(
+                multiplier=self.retry.backoff_base, max=self.retry.backoff_max
+            ),
             retry=tenacity.retry_if_exception_type(_Retryable),
             before_sleep=self._log_retry,
             reraise=True,
@@ -192,7 +194,17 @@ class ZohoCRMClient:
                     self.tokens.invalidate(used)
                 continue
             return self._classify(
-                response, body, parse_error, code, message, details, method, path, purpose, module, data_errors_ok
+                response,
+                body,
+                parse_error,
+                code,
+                message,
+                details,
+                method,
+                path,
+                purpose,
+                module,
+                data_errors_ok,
             )
         raise ZohoAuthError(
             "Zoho rejected a freshly issued access token. Check that the connection's data center matches the"
@@ -265,10 +277,15 @@ class ZohoCRMClient:
             )
         if status == 401:
             raise ZohoAuthError(
-                f"Zoho refused the credentials on {where}: {message}", status=status, code=code, details=details
+                f"Zoho refused the credentials on {where}: {message}",
+                status=status,
+                code=code,
+                details=details,
             )
         if code == "INVALID_DATA" and details.get("param_name") == "page_token":
-            raise ZohoPageTokenExpiredError(message or "page token expired", status=status, code=code, details=details)
+            raise ZohoPageTokenExpiredError(
+                message or "page token expired", status=status, code=code, details=details
+            )
         hint = ""
         if code == "INVALID_MODULE":
             hint = " Use the module's API name (Settings > Developer Hub > APIs), e.g. Leads, Contacts."
@@ -363,7 +380,9 @@ class ZohoCRMClient:
         """
         query = validate_coql(query)
         if not 1 <= page_size <= MAX_COQL_LIMIT:
-            raise ZohoValidationError(f"COQL page_size must be between 1 and {MAX_COQL_LIMIT}, not {page_size}")
+            raise ZohoValidationError(
+                f"COQL page_size must be between 1 and {MAX_COQL_LIMIT}, not {page_size}"
+            )
         module = _coql_module(query)
         offset = 0
         while True:
@@ -388,7 +407,9 @@ class ZohoCRMClient:
 
     # -- unblock email ----------------------------------------------------------------------------------------
 
-    def unblock_email(self, module: str, record_id: str, unblock_fields: Sequence[str]) -> list[dict[str, Any]]:
+    def unblock_email(
+        self, module: str, record_id: str, unblock_fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
         """Unblock one record (the single-record endpoint); returns its per-record item(s)."""
         response = self.request(
             "POST",
@@ -406,7 +427,9 @@ class ZohoCRMClient:
             return [body]
         if response.status >= 400:
             raise ZohoRequestError(f"Zoho refused to unblock record {record_id}", status=response.status)
-        raise ZohoResponseError("Zoho's unblock answer has neither 'data' nor a record item", status=response.status)
+        raise ZohoResponseError(
+            "Zoho's unblock answer has neither 'data' nor a record item", status=response.status
+        )
 
     def unblock_emails(
         self, module: str, record_ids: Sequence[str], unblock_fields: Sequence[str]
@@ -423,7 +446,8 @@ class ZohoCRMClient:
         body = response.body
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise ZohoResponseError(
-                f"Zoho's bulk unblock answer (HTTP {response.status}) has no 'data' list", status=response.status
+                f"Zoho's bulk unblock answer (HTTP {response.status}) has no 'data' list",
+                status=response.status,
             )
         return [dict(item) if isinstance(item, dict) else {"item": item} for item in body["data"]]
 
@@ -465,7 +489,9 @@ _COQL_PAGING_RE = re.compile(r"\b(limit|offset)\b", re.IGNORECASE)
 def validate_coql(query: Any) -> str:
     """A COQL select without limit/offset (this client adds them)."""
     if not isinstance(query, str) or not _COQL_RE.match(query):
-        raise ZohoValidationError(f"Invalid COQL query {query!r}: expected 'select <fields> from <Module> …'.")
+        raise ZohoValidationError(
+            f"Invalid COQL query {query!r}: expected 'select <fields> from <Module> …'."
+        )
     if _COQL_PAGING_RE.search(re.sub(r"'(?:[^'\\]|\\.)*'", "''", query)):
         raise ZohoValidationError(
             "Leave 'limit' and 'offset' out of the COQL query: the hook pages through all rows itself."
@@ -488,7 +514,9 @@ def _parse_body(response: requests.Response) -> tuple[Any, str | None]:
     try:
         return response.json(), None
     except ValueError:
-        kind = "an HTML page" if "html" in content_type or response.text.lstrip().startswith("<") else "not JSON"
+        kind = (
+            "an HTML page" if "html" in content_type or response.text.lstrip().startswith("<") else "not JSON"
+        )
         return None, kind
 
 

@@ -43,7 +43,9 @@ DATA_CENTERS: dict[str, DataCenter] = {
         DataCenter(
             "cn", "https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn", "https://crm.zoho.com.cn"
         ),
-        DataCenter("ca", "https://accounts.zohocloud.ca", "https://www.zohoapis.ca", "https://crm.zohocloud.ca"),
+        DataCenter(
+            "ca", "https://accounts.zohocloud.ca", "https://www.zohoapis.ca", "https://crm.zohocloud.ca"
+        ),
         DataCenter("sa", "https://accounts.zoho.sa", "https://www.zohoapis.sa", "https://crm.zoho.sa"),
         DataCenter("uk", "https://accounts.zoho.uk", "https://www.zohoapis.uk", "https://crm.zoho.uk"),
     )

@@ -49,7 +49,9 @@ def validate_record_ids(record_ids: Any) -> list[str]:
     if isinstance(record_ids, (str, int)):
         record_ids = [record_ids]
     if not isinstance(record_ids, Iterable) or isinstance(record_ids, Mapping):
-        raise ZohoValidationError(f"record_ids must be a list of Zoho record ids, not {type(record_ids).__name__}")
+        raise ZohoValidationError(
+            f"record_ids must be a list of Zoho record ids, not {type(record_ids).__name__}"
+        )
     ids: list[str] = []
     seen: set[str] = set()
     for value in record_ids:
@@ -70,7 +72,9 @@ def validate_unblock_fields(unblock_fields: Any, module: str) -> list[str]:
     if isinstance(unblock_fields, str):
         unblock_fields = [unblock_fields]
     if not isinstance(unblock_fields, (list, tuple)) or not unblock_fields:
-        raise ZohoValidationError(f"unblock_fields must list Email and/or Secondary_Email, not {unblock_fields!r}")
+        raise ZohoValidationError(
+            f"unblock_fields must list Email and/or Secondary_Email, not {unblock_fields!r}"
+        )
     fields: list[str] = []
     for name in unblock_fields:
         if name not in UNBLOCKABLE_FIELDS:
@@ -81,13 +85,21 @@ def validate_unblock_fields(unblock_fields: Any, module: str) -> list[str]:
         if name in fields:
             raise ZohoValidationError(f"Field {name!r} is listed twice in unblock_fields.")
         fields.append(name)
-    if "Secondary_Email" in fields and module in SUPPORTED_MODULES and module not in MODULES_WITH_SECONDARY_EMAIL:
+    if (
+        "Secondary_Email" in fields
+        and module in SUPPORTED_MODULES
+        and module not in MODULES_WITH_SECONDARY_EMAIL
+    ):
         raise ZohoValidationError(f"Module {module!r} has no Secondary_Email field; unblock Email only.")
     return fields
 
 
 def validate_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_IDS_PER_CALL:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= MAX_IDS_PER_CALL
+    ):
         raise ZohoValidationError(
             f"batch_size must be a whole number from 1 to {MAX_IDS_PER_CALL} (Zoho's limit per call),"
             f" not {batch_size!r}."
@@ -166,7 +178,9 @@ def classify_item(item: Mapping[str, Any]) -> Outcome:
     return Outcome.ERROR
 
 
-def match_items(record_ids: Sequence[str], items: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+def match_items(
+    record_ids: Sequence[str], items: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, Mapping[str, Any]]]:
     """Pair each sent id with Zoho's answer for it: by ``details.id``, by ``details.json_path``, else by
     position. Ids without an answer get a synthetic ``NO_RESULT`` error item, so none is lost."""
     wanted = set(record_ids)
@@ -186,7 +200,11 @@ def match_items(record_ids: Sequence[str], items: Sequence[Mapping[str, Any]]) -
     for position, item in unplaced:
         if position < len(record_ids) and record_ids[position] not in answers:
             answers[record_ids[position]] = item
-    missing = {"code": "NO_RESULT", "message": "Zoho's answer had no result for this record", "status": "error"}
+    missing = {
+        "code": "NO_RESULT",
+        "message": "Zoho's answer had no result for this record",
+        "status": "error",
+    }
     return [(rid, answers.get(rid, missing)) for rid in record_ids]
 
 
@@ -268,7 +286,7 @@ def format_table(counts: Mapping[str, int], total: int | None = None) -> str:
     """A plain-text table of outcome counts, for logs and the DAG's report."""
     rows = [(outcome, counts.get(outcome, 0)) for outcome in [o.value for o in Outcome]]
     total = sum(c for _, c in rows) if total is None else total
-    width = max(len(name) for name, _ in rows + [("total", 0)])
+    width = max(len(name) for name, _ in [*rows, ("total", 0)])
     lines = [f"{'outcome'.ljust(width)} | {'records':>8}", f"{'-' * width}-+-{'-' * 8}"]
     lines += [f"{name.ljust(width)} | {count:>8,}" for name, count in rows]
     lines += [f"{'-' * width}-+-{'-' * 8}", f"{'total'.ljust(width)} | {total:>8,}"]
