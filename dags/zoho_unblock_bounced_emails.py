@@ -14,7 +14,7 @@ that calls Zoho. Without the pool the DAG still runs.
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
@@ -23,6 +23,8 @@ from airflow_provider_zohocrm.operators.unblock_email import UnblockEmailOperato
 
 POOL = os.environ.get("ZOHOCRM_POOL") or None
 MAX_PARALLEL = int(os.environ.get("ZOHOCRM_MAX_PARALLEL", "10"))
+#: A retried unblock task is safe (done records answer already_unblocked); wait long enough for a 429 storm.
+RETRY_DELAY_SECONDS = int(os.environ.get("ZOHOCRM_RETRY_DELAY_SECONDS", "300"))
 pool_args: dict[str, Any] = {"pool": POOL} if POOL else {}
 
 
@@ -83,7 +85,7 @@ def zoho_unblock_bounced_emails() -> None:
         print(f"{len(ids):,} ids → {len(groups)} mapped task(s).")
         return groups
 
-    @task
+    @task(trigger_rule="none_failed")  # also when nothing was found (the mapped task is then skipped)
     def report(results: list[dict[str, Any]], found: list[str]) -> dict[str, Any]:
         """One table for the run; the records a person must handle; totals checked against the ids found."""
         from airflow_provider_zohocrm.zoho.unblock import NEEDS_PERSON_OUTCOMES, format_table, merge_reports
@@ -132,6 +134,7 @@ def zoho_unblock_bounced_emails() -> None:
         dry_run="{{ params.dry_run }}",
         max_active_tis_per_dagrun=MAX_PARALLEL,
         retries=2,
+        retry_delay=timedelta(seconds=RETRY_DELAY_SECONDS),
         **pool_args,
     ).expand(record_ids=batches)
     report(unblock.output, found)

@@ -190,3 +190,96 @@ def dags_test(home: Path, dag_id: str, conf: dict, env: dict[str, str], dags_fol
     )
 
 
+
+
+# ======== Added for issue 5 (fault-injection, bad-input and secrets suite): the leak audit ======================
+# Used by tests/test_faults_dag.py, tests/test_bad_input.py, tests/test_secrets.py (``leak_audit`` fixture).
+
+import sqlite3  # noqa: E402 - kept inside the issue-5 block
+
+TOKEN_CACHE_VARIABLE_PREFIX = "zohocrm_token_cache_"
+
+
+class LeakAudit:
+    """Collects everything a test's runs produced that a person could read, and fails the test if a secret the
+    emulator knows of (client secrets, refresh tokens, every access token it issued) or anything shaped like a
+    Zoho token appears in it: DAG-run stdout/stderr, task log files under AIRFLOW_HOME/logs, and the metadata DB
+    (XComs, Variables, rendered template fields, every other table) of the Airflow home."""
+
+    def __init__(self) -> None:
+        self.texts: list[tuple[str, str]] = []
+        self.emulators: list[ZohoCRMEmulator] = []
+        self.home: Path | None = None
+        self.scanned: dict[str, int] = {}
+
+    def watch(self, emulator: ZohoCRMEmulator) -> None:
+        if emulator not in self.emulators:
+            self.emulators.append(emulator)
+
+    def add_output(self, text: str, label: str = "DAG run output") -> None:
+        self.texts.append((label, text))
+
+    def add_text(self, label: str, text: str) -> None:
+        self.texts.append((label, text))
+
+    def secrets(self) -> list[str]:
+        found: list[str] = []
+        for em in self.emulators:
+            backend = em.backend
+            found += list(getattr(backend, "_clients", {}).values())
+            found += list(getattr(backend, "_refresh", {}).keys())
+            found += list(getattr(backend, "_access", {}).keys())
+        return [s for s in dict.fromkeys(found) if s]
+
+    def sources(self) -> list[tuple[str, str]]:
+        sources = list(self.texts)
+        if self.home is not None:
+            logs = self.home / "logs"
+            files = [p for p in logs.rglob("*") if p.is_file()] if logs.exists() else []
+            self.scanned["log_files"] = len(files)
+            for path in files:
+                sources.append((f"log file {path.relative_to(self.home)}", path.read_text(errors="replace")))
+            db_path = self.home / "airflow.db"
+            if db_path.exists():
+                with sqlite3.connect(db_path) as db:
+                    dump = "\n".join(db.iterdump())
+                    for table in ("xcom", "variable", "rendered_task_instance_fields"):
+                        self.scanned[table] = db.execute(f"select count(*) from {table}").fetchone()[0]
+                    variables = db.execute("select key, val, is_encrypted from variable").fetchall()
+                sources.append(("metadata DB (all tables)", dump))
+                # Airflow encrypts Variable values with its own fernet_key: look inside, or the scan is blind
+                fernet = _airflow_fernet(self.home)
+                for key, val, encrypted in variables:
+                    plain = fernet.decrypt(str(val).encode()).decode() if encrypted and fernet else str(val)
+                    sources.append((f"Variable {key} (decrypted with Airflow's fernet_key)", plain))
+                    if key.startswith(TOKEN_CACHE_VARIABLE_PREFIX) and not key.endswith("_lease"):
+                        assert plain.startswith("gAAAAA"), f"Variable {key} is not Fernet ciphertext"
+        return sources
+
+    def check(self) -> None:
+        secrets = self.secrets()
+        for label, text in self.sources():
+            for secret in secrets:
+                assert secret not in text, f"a secret ({len(secret)} chars) leaked into {label}"
+            match = ACCESS_TOKEN_RE.search(text)
+            assert match is None, f"a Zoho-token-shaped value leaked into {label}"
+
+
+def _airflow_fernet(home: Path) -> Any:
+    from cryptography.fernet import Fernet
+
+    cfg = home / "airflow.cfg"
+    match = re.search(r"^fernet_key\s*=\s*(\S+)\s*$", cfg.read_text(), re.MULTILINE) if cfg.exists() else None
+    return Fernet(match.group(1)) if match else None
+
+
+@pytest.fixture
+def leak_audit(request: pytest.FixtureRequest) -> Iterator[LeakAudit]:
+    """Fails the test if any secret reached output, logs, XCom, Variables, rendered fields or the DB."""
+    audit = LeakAudit()
+    if "emulator" in request.fixturenames:
+        audit.watch(request.getfixturevalue("emulator"))
+    if "airflow_home" in request.fixturenames:
+        audit.home = request.getfixturevalue("airflow_home")
+    yield audit
+    audit.check()

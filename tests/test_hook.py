@@ -157,6 +157,11 @@ def test_revoked_refresh_token_is_a_clear_final_error(
     with pytest.raises(ZohoRefreshTokenError, match="Generate a new one"):
         hook.get_org()
     assert requests_of(conn_env, "token") == 2  # one refresh attempt, no loop
+    # other tasks sharing the store learn it without asking Zoho again
+    for _ in range(3):
+        with pytest.raises(ZohoRefreshTokenError):
+            ZohoCRMHook(token_store=token_store).get_org()
+    assert requests_of(conn_env, "token") == 2
 
 
 def test_missing_scope_names_the_scope(emulator: ZohoCRMEmulator, monkeypatch, token_store) -> None:

@@ -199,3 +199,16 @@ def test_parallel_calls_within_task_stay_bounded(conn_env: ZohoCRMEmulator, org)
 def test_templated_fields_render(conn_env: ZohoCRMEmulator) -> None:
     op = UnblockEmailOperator(task_id="t", module="{{ params.m }}", record_ids="{{ params.ids }}")
     assert {"module", "record_ids", "unblock_fields", "batch_size", "dry_run_mode"} <= set(op.template_fields)
+
+
+@pytest.mark.parametrize(("dc", "web"), [("us", "https://crm.zoho.com"), ("eu", "https://crm.zoho.eu"),
+                                         ("ca", "https://crm.zohocloud.ca")])
+def test_extra_link_opens_module_in_the_connections_data_center(
+    emulator: ZohoCRMEmulator, monkeypatch, dc: str, web: str
+) -> None:
+    from airflow_provider_zohocrm.operators.unblock_email import ZohoCRMModuleLink
+
+    set_connection(monkeypatch, emulator, data_center=dc)
+    op = UnblockEmailOperator(task_id="u", module="Contacts", record_ids=["1"])
+    assert ZohoCRMModuleLink().get_link(op, ti_key=None) == f"{web}/crm/tab/Contacts"  # type: ignore[arg-type]
+    assert emulator.backend.stats["requests"]["token"] == 0  # building a link calls nothing

@@ -53,7 +53,7 @@ class ZohoConnectionSettings:
                 ("password (client secret)", conn.password),
                 ("extra refresh_token", extra.get("refresh_token")),
             )
-            if not value
+            if not value or not str(value).strip()  # whitespace only is missing too (stripped below)
         ]
         if missing:
             raise ZohoConfigError(f"Zoho CRM connection {conn.conn_id!r} is missing: {', '.join(missing)}.")

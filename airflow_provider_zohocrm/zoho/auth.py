@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: How long Zoho keeps a refresh token throttled once it has asked for too many tokens (10-30 minutes).
 THROTTLE_BACKOFF_SECONDS = 600.0
+#: How long a refusal of the client or refresh token is remembered in the shared store, so parallel tasks fail at
+#: once instead of each asking Zoho. The cache key includes the refresh token, so a new token starts clean.
+REFUSAL_MEMORY_SECONDS = 600.0
 #: Refresh this long before expiry, so a token never expires in the middle of a task's batches.
 DEFAULT_REFRESH_MARGIN_SECONDS = 300.0
 
@@ -231,10 +234,18 @@ class TokenManager:
             throttled_until = float(state.get("throttled_until") or 0)
             if throttled_until > self.clock():
                 raise self._throttled(throttled_until - self.clock())
+            refused = state.get("refused") or {}
+            if float(refused.get("until") or 0) > self.clock():
+                # Another task already learnt Zoho refuses these credentials: fail the same way, ask nobody.
+                raise self._grant_error({"error": refused.get("code")}, int(refused.get("status") or 200))
             try:
                 token = self._grant()
             except ZohoTokenThrottledError as exc:
                 self._save_state(None, self.clock() + exc.retry_after)
+                raise
+            except (ZohoRefreshTokenError, ZohoInvalidClientError) as exc:
+                refusal = {"code": exc.code, "status": exc.status, "until": self.clock() + REFUSAL_MEMORY_SECONDS}
+                self._save_state(None, 0.0, refusal)
                 raise
             self._save_state(token, 0.0)
             self._remember(token)
@@ -295,10 +306,14 @@ class TokenManager:
                 expires_at=float(data["expires_at"]),
                 scope=data.get("scope", ""),
             )
-        return {"token": token, "throttled_until": data.get("throttled_until", 0)}
+        return {"token": token, "throttled_until": data.get("throttled_until", 0), "refused": data.get("refused")}
 
-    def _save_state(self, token: AccessToken | None, throttled_until: float) -> None:
+    def _save_state(
+        self, token: AccessToken | None, throttled_until: float, refused: dict[str, Any] | None = None
+    ) -> None:
         data: dict[str, Any] = {"throttled_until": throttled_until}
+        if refused:
+            data["refused"] = refused
         if token:
             data.update(
                 access_token=token.value,

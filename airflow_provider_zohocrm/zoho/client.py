@@ -411,6 +411,7 @@ class ZohoCRMClient:
         self, module: str, record_id: str, unblock_fields: Sequence[str]
     ) -> list[dict[str, Any]]:
         """Unblock one record (the single-record endpoint); returns its per-record item(s)."""
+        module, (record_id,), unblock_fields = _validate_unblock(module, [record_id], unblock_fields)
         response = self.request(
             "POST",
             f"{module}/{record_id}/actions/unblock_email",
@@ -435,6 +436,7 @@ class ZohoCRMClient:
         self, module: str, record_ids: Sequence[str], unblock_fields: Sequence[str]
     ) -> list[dict[str, Any]]:
         """Unblock up to 500 records in one call (the bulk endpoint); returns the per-record items in order."""
+        module, record_ids, unblock_fields = _validate_unblock(module, record_ids, unblock_fields)
         response = self.request(
             "POST",
             f"{module}/actions/unblock_email",
@@ -471,7 +473,7 @@ _LOWER_MODULES = {m.lower().replace("_", ""): m for m in SUPPORTED_MODULES}
 
 def validate_module(module: Any) -> str:
     """A module API name: one of Zoho's, or a custom module's API name (letters, digits, underscores)."""
-    if not isinstance(module, str) or not _MODULE_RE.match(module):
+    if not isinstance(module, str) or not _MODULE_RE.fullmatch(module):  # fullmatch: "$" allows "\n"
         raise ZohoValidationError(
             f"Invalid module {module!r}: give the module's API name, e.g. Leads, Contacts or a custom module"
             " such as Bounced_Contacts (letters, digits and underscores)."
@@ -480,6 +482,26 @@ def validate_module(module: Any) -> str:
     if canonical and canonical != module:
         raise ZohoValidationError(f"Invalid module {module!r}: Zoho's API name is {canonical!r}.")
     return module
+
+
+def _validate_unblock(
+    module: Any, record_ids: Any, unblock_fields: Any
+) -> tuple[str, list[str], list[str]]:
+    """The checks the operator makes, for callers of the hook/client: an id or module becomes part of the URL
+    path, so nothing unchecked may reach it; 1 to 500 ids per call."""
+    from airflow_provider_zohocrm.zoho.unblock import (  # unblock imports this module
+        MAX_IDS_PER_CALL,
+        validate_record_ids,
+        validate_unblock_fields,
+    )
+
+    module = validate_module(module)
+    ids = validate_record_ids(record_ids)
+    if not 1 <= len(ids) <= MAX_IDS_PER_CALL:
+        raise ZohoValidationError(
+            f"One unblock call takes 1 to {MAX_IDS_PER_CALL} record ids (Zoho's limit), not {len(ids)}."
+        )
+    return module, ids, validate_unblock_fields(unblock_fields, module)
 
 
 _COQL_RE = re.compile(r"^\s*select\s+.+?\s+from\s+([A-Za-z][A-Za-z0-9_]*)\b", re.IGNORECASE | re.DOTALL)

@@ -7,6 +7,7 @@ Every URL the client talks to comes from here, and every URL is checked before a
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -109,14 +110,30 @@ def is_zoho_host(host: str) -> bool:
     return any(host == domain or host.endswith("." + domain) for domain in _ZOHO_DOMAINS)
 
 
+#: A DNS host name (what urlsplit and urllib3 agree on); anything else in the host part (``\\``, ``;``, ``%``,
+#: whitespace) lets parsers disagree on where the host ends, e.g. ``https://evil.com\\.zohoapis.com`` looks like a
+#: Zoho host to urlsplit while requests connects to ``evil.com``.
+_HOSTNAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?")
+
+
+def _plain_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return _HOSTNAME_RE.fullmatch(host) is not None
+    return True
+
+
 def ensure_safe_url(url: str, purpose: str) -> str:
     """Return ``url`` without a trailing slash, or raise when a credential must not be sent there.
 
     A token goes only to a Zoho host over https, or to a loopback host (the emulator, a local proxy).
     """
+    if any(c == "\\" or c.isspace() or not c.isprintable() for c in url.strip()):
+        raise ZohoConfigError(f"The {purpose} {url!r} contains a backslash, whitespace or control character.")
     parts = urlsplit(url.strip())
     host = parts.hostname or ""
-    if parts.scheme not in ("https", "http") or not host:
+    if parts.scheme not in ("https", "http") or not host or not _plain_host(host):
         raise ZohoConfigError(f"The {purpose} {url!r} is not an http(s) URL with a host.")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ZohoConfigError(f"The {purpose} {url!r} must not carry credentials, a query or a fragment.")

@@ -185,18 +185,27 @@ def match_items(
     position. Ids without an answer get a synthetic ``NO_RESULT`` error item, so none is lost."""
     wanted = set(record_ids)
     answers: dict[str, Mapping[str, Any]] = {}
+    by_path: list[tuple[int, Mapping[str, Any]]] = []
     unplaced: list[tuple[int, Mapping[str, Any]]] = []
+    # Three passes, most reliable first, so a weaker clue never takes a record an explicit answer names.
     for position, item in enumerate(items):
         details = item.get("details") if isinstance(item.get("details"), Mapping) else {}
         assert isinstance(details, Mapping)
         item_id = str(details.get("id")) if details.get("id") is not None else None
         path = _JSON_PATH_RE.match(str(details.get("json_path") or ""))
-        if item_id in wanted and item_id not in answers:
-            answers[item_id] = item
-        elif path and int(path.group(1)) < len(record_ids) and record_ids[int(path.group(1))] not in answers:
-            answers[record_ids[int(path.group(1))]] = item
+        if item_id is not None:
+            # An answer that names a record is that record's answer or nobody's: one naming a record not sent,
+            # or one already answered (a duplicate), is never placed on another record (that would report,
+            # e.g., "unblocked" for a record Zoho said nothing about).
+            if item_id in wanted and item_id not in answers:
+                answers[item_id] = item
+        elif path:
+            by_path.append((int(path.group(1)), item))
         else:
             unplaced.append((position, item))
+    for index, item in by_path:
+        if index < len(record_ids) and record_ids[index] not in answers:
+            answers[record_ids[index]] = item
     for position, item in unplaced:
         if position < len(record_ids) and record_ids[position] not in answers:
             answers[record_ids[position]] = item
