@@ -492,22 +492,22 @@ class _CoqlParser:
         return CoqlQuery(fields, module, where, order, limit, offset)
 
     def or_expr(self) -> Predicate:
-        parts = [self.and_expr()]
-        while self.is_kw("or"):
-            self.i += 1
-            parts.append(self.and_expr())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda r: any(p(r) for p in parts)
+        return self._joined("or", self.and_expr, any)
 
     def and_expr(self) -> Predicate:
-        parts = [self.atom()]
-        while self.is_kw("and"):
+        return self._joined("and", self.atom, all)
+
+    def _joined(
+        self, word: str, operand: Callable[[], Predicate], combine: Callable[[Iterable[bool]], bool]
+    ) -> Predicate:
+        """``operand (word operand)*``: ``and`` binds tighter than ``or`` because or_expr's operand is and_expr."""
+        parts = [operand()]
+        while self.is_kw(word):
             self.i += 1
-            parts.append(self.atom())
+            parts.append(operand())
         if len(parts) == 1:
             return parts[0]
-        return lambda r: all(p(r) for p in parts)
+        return lambda r: combine(p(r) for p in parts)
 
     def atom(self) -> Predicate:
         if self.peek() == ("op", "("):
