@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (multiplication and minus signs in the report text are intended)
 """A dependency-free bar chart: SVG text and a PNG written with zlib + struct (no matplotlib, no Pillow).
 
 One panel per dataset size (each with its own scale), one bar per series, the value printed on each bar.
@@ -101,7 +102,12 @@ class Canvas:
             return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
         header = struct.pack(">IIBBBBB", self.w, self.h, 8, 2, 0, 0, 0)
-        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw, 9))
+            + chunk(b"IEND", b"")
+        )
 
 
 def _fmt(v: float) -> str:
@@ -131,8 +137,10 @@ def bar_chart(
         svg.append(f'<line x1="{x0}" y1="{base}" x2="{x0 + panel_w}" y2="{base}" stroke="black"/>')
         lw = Canvas.text_width(label, 2)
         c.text(x0 + (panel_w - lw) // 2, base + 14, label, scale=2)
-        svg.append(f'<text x="{x0 + panel_w / 2}" y="{base + 28}" font-size="15" text-anchor="middle">'
-                   f"{escape(label)}</text>")
+        svg.append(
+            f'<text x="{x0 + panel_w / 2}" y="{base + 28}" font-size="15" text-anchor="middle">'
+            f"{escape(label)}</text>"
+        )
         n = len(series)
         bw = (panel_w - 20) // n - 8
         for si, v in enumerate(values):
@@ -146,8 +154,10 @@ def bar_chart(
             tw = Canvas.text_width(text, 1)
             c.text(bx + (bw - tw) // 2, base - bh - 10, text, scale=1)
             svg.append(f'<rect x="{bx}" y="{base - bh}" width="{bw}" height="{bh}" fill="rgb{color}"/>')
-            svg.append(f'<text x="{bx + bw / 2}" y="{base - bh - 4}" font-size="11" text-anchor="middle">'
-                       f"{escape(text)}</text>")
+            svg.append(
+                f'<text x="{bx + bw / 2}" y="{base - bh - 4}" font-size="11" text-anchor="middle">'
+                f"{escape(text)}</text>"
+            )
     ly = top + panel_h + bottom
     for si, name in enumerate(series):
         color = PALETTE[si % len(PALETTE)]

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (multiplication and minus signs in the report text are intended)
 """Benchmark of issue 4: fewest Zoho calls, credits and tokens, parallel within Zoho's limits.
 
     python -m benchmarks.run [--sizes 1000,10000,100000] [--latency-ms 100] [--concurrency 10] [--quick]
@@ -22,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,13 +32,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from airflow_provider_zohocrm.testing import (
     BOUNCED_VIEW_ID,
     EmulatorBackend,
     EmulatorConfig,
     ZohoCRMEmulator,
+    airflow_cli,
     seed_demo_org,
 )
 from benchmarks.chart import bar_chart
@@ -59,71 +58,14 @@ def log(msg: str) -> None:
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__UNIT_TEST_MODE="False",
-        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=str(REPO),
-        TMPDIR=str(home / "tmp"),
-    )
-    (home / "tmp").mkdir(exist_ok=True)
-    env.update(extra)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return airflow_cli.airflow_env(home, DAGS, PYTHONPATH=str(REPO), **extra)
 
 
 @contextmanager
 def api_server(home: Path, concurrency: int) -> Iterator[dict[str, str]]:
     """An api-server for the Task Execution API and the env pointing LocalExecutor tasks at it."""
-    port = free_port()
-    env = {
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": str(concurrency),
-        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(16, concurrency)),
-        "AIRFLOW__API_AUTH__JWT_SECRET": "zohocrm-bench-jwt-secret-0123456789",
-        "AIRFLOW__API__SECRET_KEY": "zohocrm-bench-secret-key-0123456789",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "ZOHOCRM_MAX_PARALLEL": str(concurrency),
-    }
-    logf = open(home / "api-server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(BIN / "airflow"), "api-server", "--port", str(port), "--host", "127.0.0.1"],
-        env=airflow_env(home, **env),
-        stdout=logf,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError("api-server died:\n" + (home / "api-server.log").read_text()[-3000:])
-            if time.monotonic() > deadline:
-                raise RuntimeError("api-server did not become healthy in 180 s")
-            time.sleep(0.5)
-        yield env
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        logf.close()
+    with airflow_cli.api_server(airflow_env(home), parallelism=concurrency) as settings:
+        yield {**settings, "ZOHOCRM_MAX_PARALLEL": str(concurrency)}
 
 
 @contextmanager
@@ -168,46 +110,46 @@ def crm_calls(stats: dict[str, Any]) -> int:
 # -- the three ways -------------------------------------------------------------------------------------------
 
 
-def run_dag(home: Path, env: dict[str, str], n: int, latency: float, concurrency: int, timeout: float,
-            tag: str) -> dict[str, Any]:
+def run_dag(
+    home: Path, env: dict[str, str], n: int, latency: float, concurrency: int, timeout: float, tag: str
+) -> dict[str, Any]:
     with emulator(n, latency, concurrency) as em:
         run_env = airflow_env(home, **env, **conn_env(em), TMPDIR=fresh_tmp(home, tag))
-        cmd = [str(BIN / "airflow"), "dags", "test", DAG_ID, "-c", json.dumps({"cvid": BOUNCED_VIEW_ID}),
-               "--use-executor"]
         log(f"DAG run {tag}: N={n:,} latency={latency * 1000:.0f} ms C={concurrency} …")
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=timeout,
-                                  start_new_session=True)
-            out, timed_out = proc.stdout + proc.stderr, False
-        except subprocess.TimeoutExpired as exc:
-            out = _text(exc.stdout) + _text(exc.stderr)
-            timed_out = True
-        wall = time.perf_counter() - t0
-        (home / f"dag-{tag}.log").write_text(out)
+        log_path = home / f"dag-{tag}.log"
+        run = airflow_cli.dags_test(
+            DAG_ID, {"cvid": BOUNCED_VIEW_ID}, run_env, use_executor=True, timeout=timeout, log_path=log_path
+        )
+        out, wall, exit_note = run.output, run.seconds, run.note
+        timed_out = exit_note.startswith("timed out")
         states = re.findall(r"DagRun Finished: .*?state=(\w+)", out)
         durations = re.findall(r"DagRun Finished: .*?run_duration=([0-9.]+)", out)
         result = {
             "wall": wall,
+            "exit": exit_note,
             "run_duration": float(durations[-1]) if durations else None,
             "state": "timeout" if timed_out else (states[-1] if states else "unknown"),
             "stats": snapshot(em),
         }
-        log(f"  → {result['state']} in {wall:.1f} s (run_duration {result['run_duration']}),"
-            f" calls {result['stats']['requests']}")
+        log(
+            f"  → {result['state']} in {wall:.1f} s (run_duration {result['run_duration']}; process {exit_note}),"
+            f" calls {result['stats']['requests']}"
+        )
         if result["state"] != "success":
-            log(f"  tail of output (full: {home / f'dag-{tag}.log'}):\n{out[-3000:]}")
+            log(f"  tail of output (full: {log_path}):\n{out[-3000:]}")
         return result
 
 
-def _text(b: bytes | str | None) -> str:
-    if b is None:
-        return ""
-    return b if isinstance(b, str) else b.decode(errors="replace")
-
-
-def run_worker(home: Path, mode: str, n: int, latency: float, concurrency: int | None, tag: str,
-               limit: int = 0, timeout: float = 1800) -> dict[str, Any]:
+def run_worker(
+    home: Path,
+    mode: str,
+    n: int,
+    latency: float,
+    concurrency: int | None,
+    tag: str,
+    limit: int = 0,
+    timeout: float = 1800,
+) -> dict[str, Any]:
     with emulator(n, latency, concurrency) as em:
         env = airflow_env(home, **conn_env(em), TMPDIR=fresh_tmp(home, tag))
         cmd = [sys.executable, "-m", "benchmarks.worker", mode, "--cvid", BOUNCED_VIEW_ID]
@@ -245,8 +187,14 @@ def mark(ok: bool) -> str:
     return "PASS" if ok else "**MISS**"
 
 
-def size_section(n: int, r: dict[str, Any], args: argparse.Namespace, overhead: float,
-                 per_call: float | None, per_record_sample: int) -> tuple[list[str], dict[str, Any]]:
+def size_section(
+    n: int,
+    r: dict[str, Any],
+    args: argparse.Namespace,
+    overhead: float,
+    per_call: float | None,
+    per_record_sample: int,
+) -> tuple[list[str], dict[str, Any]]:
     L, C = args.latency_ms / 1000, args.concurrency
     dag, seq = r["dag"], r["sequential"]
     st, m = dag["stats"], minimum(n)
@@ -261,7 +209,13 @@ def size_section(n: int, r: dict[str, Any], args: argparse.Namespace, overhead: 
         f"### N = {n:,} bounced Leads",
         "",
         f"DAG run: **{dag['state']}**; peak concurrent CRM calls seen by the emulator: {st['peak_concurrency']}"
-        f" (limit {C}); ids sent: {st['ids_sent']:,}; records unblocked: {st['records_unblocked']:,}.",
+        f" (limit {C}); ids sent: {st['ids_sent']:,}; records unblocked: {st['records_unblocked']:,}."
+        + (
+            ""
+            if dag.get("exit") == "exited"
+            else f" The `airflow dags test` process {dag.get('exit')}"
+            " (Airflow LocalExecutor shutdown); wall time is taken when the CLI printed `DagRun Finished`."
+        ),
         "",
         "| measure | measured | minimum / bound | ratio |",
         "|---|---:|---:|---:|",
@@ -295,10 +249,11 @@ def size_section(n: int, r: dict[str, Any], args: argparse.Namespace, overhead: 
     sst = seq["stats"]
     s_total = crm_calls(sst) + sst["token_requests"]
     s_unblock = sst["requests"]["unblock_bulk"] + sst["requests"]["unblock_single"]
-    lines.append(
-        f"| single-process script, 500-id batches one after another (no Airflow) | {s_total:,} | {s_unblock:,} |"
-        f" {seq['wall']:.1f} s | {ratio(s_total, total)} / {ratio(seq['wall'], wall)} |"
-    )
+    if seq.get("mode") == "sequential":
+        lines.append(
+            f"| single-process script, 500-id batches one after another (no Airflow) | {s_total:,} | {s_unblock:,} |"
+            f" {seq['wall']:.1f} s | {ratio(s_total, total)} / {ratio(seq['wall'], wall)} |"
+        )
     pr_calls = pr_wall = None
     if per_call is not None:
         pr_calls = 1 + pages + n
@@ -310,10 +265,24 @@ def size_section(n: int, r: dict[str, Any], args: argparse.Namespace, overhead: 
         )
     lines.append("")
     summary = {
-        "n": n, "state": dag["state"], "calls": total, "calls_min": total_min, "unblock": unblock, "pages": pages,
-        "tokens": st["token_requests"], "r429": st["rejected_429"], "credits": st["credits_used"], "wall": wall,
-        "lb": lb, "overhead": overhead, "mem_per_record": mem / max(n, 1), "mem": mem,
-        "seq_wall": seq["wall"], "seq_calls": s_total, "per_record_calls": pr_calls, "per_record_wall": pr_wall,
+        "n": n,
+        "state": dag["state"],
+        "calls": total,
+        "calls_min": total_min,
+        "unblock": unblock,
+        "pages": pages,
+        "tokens": st["token_requests"],
+        "r429": st["rejected_429"],
+        "credits": st["credits_used"],
+        "wall": wall,
+        "lb": lb,
+        "overhead": overhead,
+        "mem_per_record": mem / max(n, 1),
+        "mem": mem,
+        "seq_wall": seq["wall"] if seq.get("mode") == "sequential" else None,
+        "seq_calls": s_total if seq.get("mode") == "sequential" else None,
+        "per_record_calls": pr_calls,
+        "per_record_wall": pr_wall,
         "peak_concurrency": st["peak_concurrency"],
     }
     return lines, summary
@@ -323,50 +292,80 @@ def targets_section(summaries: list[dict[str, Any]], args: argparse.Namespace) -
     lines = ["### Targets", "", "| target | result |", "|---|---|"]
     done = [s for s in summaries if s["state"] == "success"]
     calls_ok = all(s["calls"] == s["calls_min"] for s in done)
-    lines.append(f"| calls = minimum (ratio 1.00) when nothing fails | {mark(calls_ok and bool(done))}: "
-                 + ", ".join(f"N={s['n']:,}: {s['calls']:,}/{s['calls_min']:,}" for s in summaries) + " |")
+    lines.append(
+        f"| calls = minimum (ratio 1.00) when nothing fails | {mark(calls_ok and bool(done))}: "
+        + ", ".join(f"N={s['n']:,}: {s['calls']:,}/{s['calls_min']:,}" for s in summaries)
+        + " |"
+    )
     tok_ok = all(s["tokens"] == 1 for s in done)
-    lines.append(f"| one token request per run (C = {args.concurrency}) | {mark(tok_ok and bool(done))}: "
-                 + ", ".join(f"N={s['n']:,}: {s['tokens']}" for s in summaries) + " |")
+    lines.append(
+        f"| one token request per run (C = {args.concurrency}) | {mark(tok_ok and bool(done))}: "
+        + ", ".join(f"N={s['n']:,}: {s['tokens']}" for s in summaries)
+        + " |"
+    )
     r429_ok = all(s["r429"] == 0 for s in summaries)
-    lines.append(f"| no 429 from our own concurrency | {mark(r429_ok)}: "
-                 + ", ".join(f"N={s['n']:,}: {s['r429']} (peak in flight {s['peak_concurrency']})"
-                             for s in summaries) + " |")
+    lines.append(
+        f"| no 429 from our own concurrency | {mark(r429_ok)}: "
+        + ", ".join(f"N={s['n']:,}: {s['r429']} (peak in flight {s['peak_concurrency']})" for s in summaries)
+        + " |"
+    )
     for s in summaries:
         if s["n"] == 10_000:
             bound = 1.5 * (s["lb"] + s["overhead"])
-            lines.append(f"| N=10,000 within 1.5 × (lower bound + fixed overhead) | {mark(s['wall'] <= bound)}:"
-                         f" {s['wall']:.1f} s vs 1.5 × ({s['lb']:.1f} + {s['overhead']:.1f}) = {bound:.1f} s |")
+            lines.append(
+                f"| N=10,000 within 1.5 × (lower bound + fixed overhead) | {mark(s['wall'] <= bound)}:"
+                f" {s['wall']:.1f} s vs 1.5 × ({s['lb']:.1f} + {s['overhead']:.1f}) = {bound:.1f} s |"
+            )
     pr = [s for s in summaries if s["per_record_calls"]]
     if pr:
-        ok = all(s["per_record_calls"] / s["calls"] >= 100 for s in pr if s["n"] >= 10_000)
-        lines.append(f"| ≥ 100× fewer calls than one call per record | {mark(ok)}: "
-                     + ", ".join(f"N={s['n']:,}: {s['per_record_calls'] / s['calls']:.0f}×" for s in pr)
-                     + " (at N=1,000 the view pages alone bound the ratio to ~100×) |")
-    mems = [s["mem_per_record"] for s in summaries if s["n"] >= 10_000] or [s["mem_per_record"] for s in summaries]
+        ok = all(s["per_record_calls"] / s["calls"] >= 100 for s in pr)
+        lines.append(
+            f"| ≥ 100× fewer calls than one call per record | {mark(ok)}: "
+            + ", ".join(f"N={s['n']:,}: {s['per_record_calls'] / s['calls']:.0f}×" for s in pr)
+            + " |"
+        )
+    mems = [s["mem_per_record"] for s in summaries if s["n"] >= 10_000] or [
+        s["mem_per_record"] for s in summaries
+    ]
     flat = max(mems) <= 2.0 * min(mems) + 50 and max(mems) <= 400 if mems else False
-    lines.append(f"| find-step memory flat in N (only the id list grows) | {mark(flat)}: "
-                 + ", ".join(f"N={s['n']:,}: {s['mem'] / 1024:,.0f} KiB = {s['mem_per_record']:,.0f} B/record"
-                             for s in summaries) + " |")
+    lines.append(
+        f"| find-step memory flat in N (only the id list grows) | {mark(flat)}: "
+        + ", ".join(
+            f"N={s['n']:,}: {s['mem'] / 1024:,.0f} KiB = {s['mem_per_record']:,.0f} B/record"
+            for s in summaries
+        )
+        + " |"
+    )
     lines.append("")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
+    global DAGS  # --dags-folder
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="1000,10000,100000", help="comma-separated numbers of bounced Leads")
     p.add_argument("--latency-ms", type=float, default=100.0, help="emulated latency per CRM call")
     p.add_argument("--concurrency", type=int, default=10, help="Zoho concurrency limit = Airflow parallelism")
-    p.add_argument("--per-record-sample", type=int, default=1000,
-                   help="records unblocked one by one to measure the per-record approach (extrapolated above)")
+    p.add_argument(
+        "--per-record-sample",
+        type=int,
+        default=1000,
+        help="records unblocked one by one to measure the per-record approach (extrapolated above)",
+    )
     p.add_argument("--timeout", type=float, default=1200, help="seconds allowed per DAG run")
     p.add_argument("--quick", action="store_true", help="sizes 1000,10000 and a 200-record per-record sample")
     p.add_argument("--keep-home", action="store_true", help="keep the temporary AIRFLOW_HOME (logs)")
     p.add_argument("--out", default=str(RESULTS), help="results directory")
+    p.add_argument("--dags-folder", default=str(DAGS), help="benchmark a variant of the example DAG (A/B)")
+    p.add_argument("--only-dag", action="store_true", help="skip the sequential and per-record baselines")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up (api-server, temp home)
     if args.quick:
         args.sizes, args.per_record_sample = "1000,10000", 200
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    DAGS = Path(args.dags_folder).resolve()
+    if args.only_dag:
+        args.per_record_sample = 0
     L, C = args.latency_ms / 1000, args.concurrency
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -374,20 +373,25 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="zohocrm-bench-"))
     log(f"AIRFLOW_HOME={home}; airflow db migrate …")
     t0 = time.perf_counter()
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=airflow_env(home), check=True,
-                   capture_output=True, timeout=600)
+    airflow_cli.migrate(airflow_env(home))
     log(f"  migrated in {time.perf_counter() - t0:.1f} s")
     raw: dict[str, Any] = {"args": vars(args), "sizes": {}}
     started = time.perf_counter()
     try:
         with api_server(home, C) as env:
             # Airflow's fixed cost of this DAG: 1 record, no latency (4 task processes, CLI start, DAG parse).
-            raw["overhead"] = run_dag(home, env, 1, 0.0, C, args.timeout, "overhead-n1-l0")
-            overhead = raw["overhead"]["wall"]
+            # Two runs; the smaller one is used (the stricter target).
+            raw["overhead"] = [
+                run_dag(home, env, 1, 0.0, C, args.timeout, f"overhead-n1-l0-{i}") for i in (1, 2)
+            ]
+            overhead = min(o["wall"] for o in raw["overhead"])
             for n in sizes:
                 raw["sizes"][n] = {"dag": run_dag(home, env, n, L, C, args.timeout, f"n{n}")}
         # The same job without Airflow; also the find step's memory (fresh process per N).
         for n in sizes:
+            if args.only_dag:  # the find step alone (latency 0): memory only, no baseline timing
+                raw["sizes"][n]["sequential"] = run_worker(home, "find", n, 0.0, C, f"find-n{n}")
+                continue
             raw["sizes"][n]["sequential"] = run_worker(home, "sequential", n, L, C, f"seq-n{n}")
         per_call = None
         if args.per_record_sample > 0:
@@ -411,12 +415,14 @@ def main(argv: list[str] | None = None) -> int:
         f"Setup: the Zoho emulator (in-process thread, 127.0.0.1) answers every CRM call after {args.latency_ms:g} ms"
         f" and answers 429 past {C} concurrent calls; `seed_demo_org(n_bounced=N)` (60 % unblockable, the rest"
         " permanent / 5-times limit / locked / secondary-only). The example DAG runs with"
-        " `airflow dags test zoho_unblock_bounced_emails -c '{\"cvid\": \"6000000031001\"}' --use-executor`"
+        ' `airflow dags test zoho_unblock_bounced_emails -c \'{"cvid": "6000000031001"}\' --use-executor`'
         f" under the LocalExecutor (one process per task instance) with an api-server, SQLite,"
         f" `AIRFLOW__CORE__PARALLELISM={C}` and `ZOHOCRM_MAX_PARALLEL={C}`. Each run starts cold (new emulator,"
         " new token cache).",
         "",
-        f"Airflow fixed overhead: the same DAG with N = 1 and latency 0 took {overhead:.1f} s"
+        "Airflow fixed overhead: the same DAG with N = 1 and latency 0, run twice: "
+        + " and ".join(f"{o['wall']:.1f} s" for o in raw["overhead"])
+        + f"; the smaller, {overhead:.1f} s, is used"
         " (CLI start, DAG parse, 4 task processes, api-server round trips).",
         "",
         "Lower bound: view pages must be read one after another (each page token comes from the page before:"
@@ -425,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         "Find-step memory: Airflow tasks cannot be instrumented without editing the DAG, so the find step's code"
         " path (`ZohoCRMHook(...).iter_records(module, cvid=…, fields=['id'])` collected into"
         " `list(dict.fromkeys(...))`, as `find_bounced_ids` does) runs in a fresh process per N;"
-        " peak memory = `ru_maxrss` after the find step − `ru_maxrss` after imports and the token grant.",
+        " peak memory = peak RSS (`VmHWM`, `ru_maxrss`'s counterpart, reset through `/proc/self/clear_refs` after"
+        " imports and the token grant) after the find step − RSS before it.",
         "",
     ]
     summaries = []
@@ -434,10 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         md += lines
         summaries.append(summary)
     md += targets_section(summaries, args)
-    md += ["![wall time per size](results/latest.png)", ""]
+    md += ["![wall time per size](latest.png)", ""]  # relative to benchmarks/results/latest.md
     text = "\n".join(md)
     (out_dir / "latest.md").write_text(text)
-    (out_dir / "latest.json").write_text(json.dumps({"raw": raw, "summary": summaries}, indent=1, default=str))
+    (out_dir / "latest.json").write_text(
+        json.dumps({"raw": raw, "summary": summaries}, indent=1, default=str)
+    )
     png, svg = bar_chart(
         f"WALL TIME PER RUN (L={args.latency_ms:g} MS, C={C})",
         [(f"N={s['n']:,}", [s["lb"], s["lb"] + s["overhead"], s["wall"], s["seq_wall"]]) for s in summaries],

@@ -12,8 +12,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from airflow_provider_zohocrm.testing import (
@@ -21,6 +19,7 @@ from airflow_provider_zohocrm.testing import (
     EmulatorBackend,
     EmulatorConfig,
     ZohoCRMEmulator,
+    airflow_cli,
     expected_outcome,
     seed_demo_org,
 )
@@ -35,9 +34,9 @@ def main() -> int:
 
     home = Path(os.environ["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    airflow = str(Path(sys.executable).parent / "airflow")
     print(f"[demo] Airflow home {home} (SQLite); migrating the metadata DB …", flush=True)
-    subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True)
+    base_env = airflow_cli.airflow_env(home, Path(__file__).resolve().parents[1] / "dags")
+    airflow_cli.migrate(base_env)
 
     backend = EmulatorBackend(EmulatorConfig(latency=args.latency_ms / 1000, concurrency_limit=10))
     seed_demo_org(backend, n_bounced=args.bounced)
@@ -45,19 +44,16 @@ def main() -> int:
     expected = {rid: expected_outcome(backend, "Leads", rid, ["Email"]) for rid in found}
     with ZohoCRMEmulator(backend) as emulator:
         name, value = emulator.connection_env()
-        env = {**os.environ, name: value}
         conf = {"cvid": BOUNCED_VIEW_ID, "dry_run": args.dry_run}
-        print(f"[demo] Zoho CRM emulator at {emulator.url}: {len(found):,} bounced Leads in view {BOUNCED_VIEW_ID}")
-        print(f"[demo] airflow dags test zoho_unblock_bounced_emails -c '{json.dumps(conf)}' …", flush=True)
-        proc = subprocess.run(
-            [airflow, "dags", "test", "zoho_unblock_bounced_emails", "-c", json.dumps(conf)],
-            env=env,
-            capture_output=True,
-            text=True,
+        print(
+            f"[demo] Zoho CRM emulator at {emulator.url}: {len(found):,} bounced Leads in view {BOUNCED_VIEW_ID}"
         )
-    output = proc.stdout + proc.stderr
-    (home / "demo.log").write_text(output)
-    state = (re.findall(r"DagRun Finished: .*?state=(\w+)", output) or ["unknown"])[-1]
+        print(f"[demo] airflow dags test zoho_unblock_bounced_emails -c '{json.dumps(conf)}' …", flush=True)
+        run = airflow_cli.dags_test(
+            "zoho_unblock_bounced_emails", conf, {**base_env, name: value}, log_path=home / "demo.log"
+        )
+    output = run.output
+    state = run.state or "unknown"
     report = re.search(r"Zoho CRM Unblock Email report:.*?\n(?:.*\|.*\n|[-+]+\n)+", output)
     print()
     print(report.group(0) if report else "(no report found: see demo.log)")
@@ -68,14 +64,15 @@ def main() -> int:
     wrong = [
         rid
         for rid, outcome in expected.items()
-        if len(backend.unblock_events("Leads", rid)) != (1 if outcome == "unblocked" and not args.dry_run else 0)
+        if len(backend.unblock_events("Leads", rid))
+        != (1 if outcome == "unblocked" and not args.dry_run else 0)
     ]
     print()
     print(f"[demo] DAG run state: {state}")
     print(
         f"[demo] Zoho calls: {stats['requests']['token']} token, {stats['requests']['records']} view pages,"
         f" {stats['requests']['unblock_bulk']} bulk unblock; {stats['credits_used']} credits;"
-        f" {stats['rejected_429']} × HTTP 429"
+        f" {stats['rejected_429']} x HTTP 429"
     )
     print(
         f"[demo] emulator state: {sum(1 for o in expected.values() if o == 'unblocked')} records were unblockable;"

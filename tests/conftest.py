@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from airflow_provider_zohocrm.testing import EmulatorBackend, EmulatorConfig, ZohoCRMEmulator
+from airflow_provider_zohocrm.testing import EmulatorBackend, EmulatorConfig, ZohoCRMEmulator, airflow_cli
 from airflow_provider_zohocrm.zoho.auth import FileTokenStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +53,12 @@ def set_connection(
 def secrets_of(emulator: ZohoCRMEmulator) -> list[str]:
     """Every secret the emulator knows of: client secret, refresh token, each access token it issued."""
     backend = emulator.backend
-    return [backend.client_secret, backend.refresh_token, *backend.live_access_tokens(), *_all_access_tokens(backend)]
+    return [
+        backend.client_secret,
+        backend.refresh_token,
+        *backend.live_access_tokens(),
+        *_all_access_tokens(backend),
+    ]
 
 
 def _all_access_tokens(backend: EmulatorBackend) -> list[str]:
@@ -79,27 +78,14 @@ def assert_no_secrets(text: str, emulator: ZohoCRMEmulator) -> None:
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite Airflow home for the session's ``airflow`` subprocesses."""
     home = tmp_path_factory.mktemp("airflow-home")
-    env = airflow_env(home)
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    airflow_cli.migrate(airflow_env(home))
     return home
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__UNIT_TEST_MODE="False",
-        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
-        # tokens of different tests must never meet in the machine-wide file cache
-        TMPDIR=str(home / "tmp"),
-    )
-    (home / "tmp").mkdir(exist_ok=True)
-    env.update(extra)
-    return env
+    """Env for ``airflow`` subprocesses on ``home`` with the repo's DAGs; its own TMPDIR keeps tokens of
+    different tests from meeting in the machine-wide file cache."""
+    return airflow_cli.airflow_env(home, DAGS, **extra)
 
 
 def emulator_conn_env(emulator: ZohoCRMEmulator, **extra: Any) -> dict[str, str]:
@@ -109,17 +95,23 @@ def emulator_conn_env(emulator: ZohoCRMEmulator, **extra: Any) -> dict[str, str]
 
 
 def run_dag_test(
-    home: Path, conf: dict[str, Any], env: dict[str, str], *, dag_id: str = "zoho_unblock_bounced_emails",
-    timeout: int = 600, extra_args: tuple[str, ...] = (),
-) -> subprocess.CompletedProcess[str]:
-    """``airflow dags test DAG -c CONF`` in a subprocess; returns the finished process (output captured)."""
-    return subprocess.run(
-        [str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf), *extra_args],
-        env=airflow_env(home, **env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    home: Path,
+    conf: dict[str, Any],
+    env: dict[str, str],
+    *,
+    dag_id: str = "zoho_unblock_bounced_emails",
+    timeout: int = 600,
+) -> airflow_cli.DagTestResult:
+    """``airflow dags test DAG -c CONF`` in one process (tasks in-process)."""
+    return airflow_cli.dags_test(dag_id, conf, airflow_env(home, **env), timeout=timeout)
+
+
+def dags_test(
+    home: Path, dag_id: str, conf: dict[str, Any], env: dict[str, str], dags_folder: Path | None = None
+) -> airflow_cli.DagTestResult:
+    """``airflow dags test … --use-executor``: every task in its own LocalExecutor process (needs executor_env)."""
+    extra = {"AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder)} if dags_folder else {}
+    return airflow_cli.dags_test(dag_id, conf, airflow_env(home, **env, **extra), use_executor=True)
 
 
 def dag_run_state(output: str) -> str | None:
@@ -133,63 +125,11 @@ def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-# -- LocalExecutor with an api-server -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def executor_env(airflow_home: Path) -> Iterator[dict[str, str]]:
     """An api-server for the Task Execution API, and the env that points LocalExecutor tasks at it."""
-    port = free_port()
-    env = {
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "8",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "zohocrm-tests-jwt-secret-0123456789",
-        "AIRFLOW__API__SECRET_KEY": "zohocrm-tests-secret-key-0123456789",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-    }
-    log = open(airflow_home / "api-server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(BIN / "airflow"), "api-server", "--port", str(port)],
-        env=airflow_env(airflow_home, **env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, (airflow_home / "api-server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "api-server did not become healthy"
-            time.sleep(0.5)  # readiness polling, not synchronisation of the code under test
-        yield env
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
-
-
-def dags_test(home: Path, dag_id: str, conf: dict, env: dict[str, str], dags_folder: Path | None = None):
-    extra = {"AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder)} if dags_folder else {}
-    return subprocess.run(
-        [str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf), "--use-executor"],
-        env=airflow_env(home, **env, **extra),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
+    with airflow_cli.api_server(airflow_env(airflow_home), parallelism=8) as settings:
+        yield settings
 
 
 # ======== Added for issue 5 (fault-injection, bad-input and secrets suite): the leak audit ======================

@@ -27,7 +27,7 @@ def report_of(output: str) -> tuple[tuple[int, int, int], dict[str, int]]:
     match = REPORT_RE.search(output)
     assert match, output[-4000:]
     head = tuple(int(g.replace(",", "")) for g in match.groups())
-    table = output[match.end():]
+    table = output[match.end() :]
     rows = {name: int(n.replace(",", "")) for name, n in ROW_RE.findall(table)[:8]}
     return head, rows  # type: ignore[return-value]
 
@@ -44,8 +44,9 @@ def test_mixed_org_past_2000_records_every_record_accounted(
     expected.update({rid: Outcome.INVALID_RECORD.value for rid in deleted})
     before = {rid: backend.record("Leads", rid) for rid in seeded.of("clean")}
 
-    proc = run_dag_test(airflow_home, {"cvid": BOUNCED_VIEW_ID}, {**emulator_conn_env(emulator),
-                                                                    "TMPDIR": str(tmp_path)})
+    proc = run_dag_test(
+        airflow_home, {"cvid": BOUNCED_VIEW_ID}, {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)}
+    )
     output = proc.stdout + proc.stderr
     assert dag_run_state(output) == "success", output[-5000:]
 
@@ -53,15 +54,26 @@ def test_mixed_org_past_2000_records_every_record_accounted(
     assert n_found == n_reported == len(found) == 2600
     want = {o.value: sum(1 for v in expected.values() if v == o.value) for o in Outcome}
     assert rows == {**want, "total": 2600}
-    assert all(want[o] > 0 for o in ("unblocked", "already_unblocked", "permanently_blocked", "limit_reached",
-                                     "invalid_record", "not_allowed"))
+    assert all(
+        want[o] > 0
+        for o in (
+            "unblocked",
+            "already_unblocked",
+            "permanently_blocked",
+            "limit_reached",
+            "invalid_record",
+            "not_allowed",
+        )
+    )
     # the emulator's final state, record by record
     for rid, outcome in expected.items():
         if rid in deleted:
             continue
         events = backend.unblock_events("Leads", rid)
         assert len(events) == (1 if outcome == Outcome.UNBLOCKED.value else 0), (rid, outcome)
-    assert all(backend.record("Leads", rid) == before[rid] for rid in before), "a record outside the view changed"
+    assert all(backend.record("Leads", rid) == before[rid] for rid in before), (
+        "a record outside the view changed"
+    )
     stats = backend.stats
     assert n_calls == stats["requests"]["unblock_bulk"] == -(-2600 // 500)
     assert stats["requests"]["unblock_single"] == 0
@@ -77,8 +89,11 @@ def test_coql_source_and_grouping_beyond_max_map_length(
     backend = emulator.backend
     seeded = seed_demo_org(backend, n_bounced=1300)
     query = "select id from Leads where Email_Bounce_Status = 'Temporary'"
-    temporary = [r for r in seeded.bounced() if backend.record("Leads", r)["fields"].get(
-        "Email_Bounce_Status") == "Temporary"]
+    temporary = [
+        r
+        for r in seeded.bounced()
+        if backend.record("Leads", r)["fields"].get("Email_Bounce_Status") == "Temporary"
+    ]
     proc = run_dag_test(
         airflow_home,
         {"coql_query": query, "batch_size": 100},
@@ -95,8 +110,11 @@ def test_coql_source_and_grouping_beyond_max_map_length(
 
 def test_dry_run_changes_nothing(airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path) -> None:
     seeded = seed_demo_org(emulator.backend, n_bounced=700)
-    proc = run_dag_test(airflow_home, {"cvid": BOUNCED_VIEW_ID, "dry_run": True},
-                        {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)})
+    proc = run_dag_test(
+        airflow_home,
+        {"cvid": BOUNCED_VIEW_ID, "dry_run": True},
+        {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)},
+    )
     output = proc.stdout + proc.stderr
     assert dag_run_state(output) == "success", output[-5000:]
     assert "dry run: 700 record(s) would be sent" in output

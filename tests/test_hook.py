@@ -186,7 +186,8 @@ def test_transient_failures_are_retried(conn_env: ZohoCRMEmulator, token_store, 
 
 
 @pytest.mark.parametrize(
-    ("action", "error"), [("429", ZohoRateLimitError), ("500", ZohoServerError), ("reset", ZohoTransportError)]
+    ("action", "error"),
+    [("429", ZohoRateLimitError), ("500", ZohoServerError), ("reset", ZohoTransportError)],
 )
 def test_retries_are_bounded_then_give_up(
     conn_env: ZohoCRMEmulator, monkeypatch, token_store, action: str, error: type[Exception]
@@ -223,7 +224,9 @@ def test_view_paging_past_2000_records_uses_page_tokens(conn_env: ZohoCRMEmulato
     assert conn_env.backend.stats["status_counts"]["records"].get(400, 0) == 0
 
 
-def test_expired_page_token_mid_scan_loses_and_repeats_nothing(conn_env: ZohoCRMEmulator, token_store) -> None:
+def test_expired_page_token_mid_scan_loses_and_repeats_nothing(
+    conn_env: ZohoCRMEmulator, token_store
+) -> None:
     result = seed_demo_org(conn_env.backend, n_bounced=2500)
     conn_env.backend.add_fault(Fault(endpoint="records", action="expire_page_tokens", on_call=12))
     ids = [r["id"] for r in ZohoCRMHook(token_store=token_store).iter_records("Leads", cvid=BOUNCED_VIEW_ID)]
@@ -233,8 +236,11 @@ def test_expired_page_token_mid_scan_loses_and_repeats_nothing(conn_env: ZohoCRM
 
 def test_coql_paging_past_2000_rows(conn_env: ZohoCRMEmulator, token_store) -> None:
     result = seed_demo_org(conn_env.backend, n_bounced=6000)
-    temporary = [rid for rid in result.bounced() if conn_env.backend.record("Leads", rid)["fields"].get(
-        "Email_Bounce_Status") == "Temporary"]
+    temporary = [
+        rid
+        for rid in result.bounced()
+        if conn_env.backend.record("Leads", rid)["fields"].get("Email_Bounce_Status") == "Temporary"
+    ]
     rows = list(
         ZohoCRMHook(token_store=token_store).iter_coql(
             "select id from Leads where Email_Bounce_Status = 'Temporary'"
@@ -258,9 +264,17 @@ def test_no_secret_in_logs_exceptions_or_reprs(
     logging.getLogger("urllib3").setLevel(logging.DEBUG)
     seed_demo_org(conn_env.backend, n_bounced=50)
     hook = ZohoCRMHook(token_store=token_store)
-    texts = [repr(hook), repr(hook.settings), repr(hook.tokens), repr(hook.client), repr(hook.tokens.get_token())]
+    texts = [
+        repr(hook),
+        repr(hook.settings),
+        repr(hook.tokens),
+        repr(hook.client),
+        repr(hook.tokens.get_token()),
+    ]
     conn_env.backend.add_fault(Fault(endpoint="unblock_bulk", action="500", times=1))
-    hook.unblock_emails("Leads", [r["id"] for r in hook.iter_records("Leads", cvid=BOUNCED_VIEW_ID)], ["Email"])
+    hook.unblock_emails(
+        "Leads", [r["id"] for r in hook.iter_records("Leads", cvid=BOUNCED_VIEW_ID)], ["Email"]
+    )
     conn_env.backend.revoke_refresh_token(conn_env.backend.refresh_token)
     conn_env.backend.expire_access_tokens()
     with pytest.raises(ZohoRefreshTokenError) as info:

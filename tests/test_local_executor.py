@@ -41,7 +41,10 @@ def test_mapped_tasks_downstream_of_a_hook_task_ask_for_no_token(
 
 @pytest.mark.parametrize("isolate_machines", [False, True], ids=["one-machine", "machine-per-task"])
 def test_cold_parallel_start_stays_well_under_zoho_token_limit(
-    airflow_home: Path, executor_env: dict[str, str], emulator: ZohoCRMEmulator, tmp_path: Path,
+    airflow_home: Path,
+    executor_env: dict[str, str],
+    emulator: ZohoCRMEmulator,
+    tmp_path: Path,
     isolate_machines: bool,
 ) -> None:
     results = run_sharing_dag(

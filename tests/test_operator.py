@@ -49,7 +49,9 @@ def org(conn_env: ZohoCRMEmulator, tmp_path, monkeypatch):
 
 
 def test_every_outcome_over_several_batches(conn_env: ZohoCRMEmulator, org) -> None:
-    ids = org.bounced() + org.of("clean")[:5] + ["4876876999999999999", "4876876999999999998"]  # two unknown ids
+    ids = (
+        org.bounced() + org.of("clean")[:5] + ["4876876999999999999", "4876876999999999998"]
+    )  # two unknown ids
     expected = {rid: expected_outcome(conn_env.backend, "Leads", rid, ["Email"]) for rid in ids}
     result, _ = run(module="Leads", record_ids=ids, unblock_fields=["Email"], fail_on=[])
     assert_partition(result, ids)
@@ -57,8 +59,14 @@ def test_every_outcome_over_several_batches(conn_env: ZohoCRMEmulator, org) -> N
         outcome = next(o for o, lst in result["ids"].items() if rid in lst)
         assert outcome == expected[rid], rid
     assert expected["4876876999999999999"] == Outcome.INVALID_RECORD
-    for outcome in ("unblocked", "already_unblocked", "permanently_blocked", "limit_reached", "invalid_record",
-                    "not_allowed"):
+    for outcome in (
+        "unblocked",
+        "already_unblocked",
+        "permanently_blocked",
+        "limit_reached",
+        "invalid_record",
+        "not_allowed",
+    ):
         assert result["counts"][outcome] > 0, outcome
     assert unblock_calls(conn_env) == -(-len(ids) // 500) == result["calls"]
     # state: exactly the unblockable records changed, each once
@@ -105,7 +113,9 @@ def test_single_record_endpoint_both_answer_shapes(conn_env: ZohoCRMEmulator, or
         ({"record_ids": ["1"], "batch_size": 0}, "batch_size"),
     ],
 )
-def test_bad_input_fails_before_any_call(conn_env: ZohoCRMEmulator, kwargs: dict[str, Any], message: str) -> None:
+def test_bad_input_fails_before_any_call(
+    conn_env: ZohoCRMEmulator, kwargs: dict[str, Any], message: str
+) -> None:
     kwargs.setdefault("module", "Leads")
     with pytest.raises(AirflowFailException) as info:
         run(**kwargs)
@@ -162,7 +172,9 @@ def test_unknown_per_record_code_is_error_and_fails_by_default(conn_env: ZohoCRM
     assert sorted(report["ids"]["error"]) == sorted(ids)
 
 
-def test_retried_task_after_partial_success_counts_done_records(conn_env: ZohoCRMEmulator, org, monkeypatch) -> None:
+def test_retried_task_after_partial_success_counts_done_records(
+    conn_env: ZohoCRMEmulator, org, monkeypatch
+) -> None:
     set_connection(monkeypatch, conn_env, max_attempts=2)
     ids = org.of("temporary")[:700]
     # the second batch keeps failing: the first try fails loudly after batch 1 …
@@ -201,8 +213,10 @@ def test_templated_fields_render(conn_env: ZohoCRMEmulator) -> None:
     assert {"module", "record_ids", "unblock_fields", "batch_size", "dry_run_mode"} <= set(op.template_fields)
 
 
-@pytest.mark.parametrize(("dc", "web"), [("us", "https://crm.zoho.com"), ("eu", "https://crm.zoho.eu"),
-                                         ("ca", "https://crm.zohocloud.ca")])
+@pytest.mark.parametrize(
+    ("dc", "web"),
+    [("us", "https://crm.zoho.com"), ("eu", "https://crm.zoho.eu"), ("ca", "https://crm.zohocloud.ca")],
+)
 def test_extra_link_opens_module_in_the_connections_data_center(
     emulator: ZohoCRMEmulator, monkeypatch, dc: str, web: str
 ) -> None:

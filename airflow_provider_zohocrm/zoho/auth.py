@@ -244,7 +244,11 @@ class TokenManager:
                 self._save_state(None, self.clock() + exc.retry_after)
                 raise
             except (ZohoRefreshTokenError, ZohoInvalidClientError) as exc:
-                refusal = {"code": exc.code, "status": exc.status, "until": self.clock() + REFUSAL_MEMORY_SECONDS}
+                refusal = {
+                    "code": exc.code,
+                    "status": exc.status,
+                    "until": self.clock() + REFUSAL_MEMORY_SECONDS,
+                }
                 self._save_state(None, 0.0, refusal)
                 raise
             self._save_state(token, 0.0)
@@ -306,7 +310,11 @@ class TokenManager:
                 expires_at=float(data["expires_at"]),
                 scope=data.get("scope", ""),
             )
-        return {"token": token, "throttled_until": data.get("throttled_until", 0), "refused": data.get("refused")}
+        return {
+            "token": token,
+            "throttled_until": data.get("throttled_until", 0),
+            "refused": data.get("refused"),
+        }
 
     def _save_state(
         self, token: AccessToken | None, throttled_until: float, refused: dict[str, Any] | None = None

@@ -484,9 +484,7 @@ def validate_module(module: Any) -> str:
     return module
 
 
-def _validate_unblock(
-    module: Any, record_ids: Any, unblock_fields: Any
-) -> tuple[str, list[str], list[str]]:
+def _validate_unblock(module: Any, record_ids: Any, unblock_fields: Any) -> tuple[str, list[str], list[str]]:
     """The checks the operator makes, for callers of the hook/client: an id or module becomes part of the URL
     path, so nothing unchecked may reach it; 1 to 500 ids per call."""
     from airflow_provider_zohocrm.zoho.unblock import (  # unblock imports this module

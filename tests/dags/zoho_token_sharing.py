@@ -15,8 +15,11 @@ from typing import Any
 from airflow.sdk import dag, task
 
 
-@dag(dag_id="zoho_token_sharing", schedule=None, params={"warm": True, "isolate_machines": False, "n": 20,
-                                                          "report_path": ""})
+@dag(
+    dag_id="zoho_token_sharing",
+    schedule=None,
+    params={"warm": True, "isolate_machines": False, "n": 20, "report_path": ""},
+)
 def zoho_token_sharing() -> None:
     @task
     def warm(params: dict[str, Any] | None = None) -> list[int]:

@@ -1,0 +1,191 @@
+"""Run real Airflow against the emulator: an Airflow home on SQLite, an api-server, ``airflow dags test``.
+
+For DAG tests (ours and our users') and the benchmark. Standard library only, like the rest of ``testing``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The ``airflow`` command next to the running interpreter (the venv the tests run in).
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+_FINISHED_RE = re.compile(r"DagRun Finished: .*?state=(\w+)")
+
+
+def airflow_env(home: Path, dags_folder: Path, **extra: str) -> dict[str, str]:
+    """The environment for ``airflow`` subprocesses: this home, these DAGs, SQLite, no examples, no
+    ``AIRFLOW*`` variables inherited from the caller, and a private TMPDIR (the token file cache lives there)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
+        PATH=f"{Path(AIRFLOW).parent}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        TMPDIR=str(home / "tmp"),
+    )
+    env.update(extra)
+    return env
+
+
+def migrate(env: Mapping[str, str]) -> None:
+    """``airflow db migrate`` for the home named in ``env`` (SQLite: a few seconds)."""
+    subprocess.run([AIRFLOW, "db", "migrate"], env=dict(env), check=True, capture_output=True, timeout=300)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def api_server(
+    env: Mapping[str, str], *, parallelism: int = 8, timeout: float = 180.0
+) -> Iterator[dict[str, str]]:
+    """Run ``airflow api-server`` (the Task Execution API) and yield the settings that make
+    ``airflow dags test --use-executor`` run each task in its own LocalExecutor process against it."""
+    port = free_port()
+    settings = {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(16, parallelism)),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "zohocrm-emulator-jwt-secret-0123456789",
+        "AIRFLOW__API__SECRET_KEY": "zohocrm-emulator-secret-key-0123456789",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+    }
+    home = Path(env["AIRFLOW_HOME"])
+    log_path = home / "api-server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [AIRFLOW, "api-server", "--port", str(port), "--host", "127.0.0.1"],
+            env={**env, **settings},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            _wait_healthy(f"http://127.0.0.1:{port}/api/v2/monitor/health", proc, log_path, timeout)
+            yield settings
+        finally:
+            _stop(proc)
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own loopback server
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError("api-server exited:\n" + log_path.read_text(errors="replace")[-3000:])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"api-server not healthy after {timeout:.0f} s")
+        time.sleep(0.5)  # readiness polling
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@dataclass
+class DagTestResult:
+    """What ``airflow dags test`` did: the run's final state, its whole output and how long it took."""
+
+    state: str | None
+    output: str
+    returncode: int | None
+    #: seconds until the CLI printed ``DagRun Finished`` (or exited)
+    seconds: float
+    note: str = "exited"
+
+    @property
+    def stdout(self) -> str:  # lets callers treat it like a CompletedProcess
+        return self.output
+
+    stderr = ""
+
+
+def dags_test(
+    dag_id: str,
+    conf: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    use_executor: bool = False,
+    timeout: float = 600.0,
+    exit_grace: float = 20.0,
+    log_path: Path | None = None,
+) -> DagTestResult:
+    """``airflow dags test DAG_ID -c CONF [--use-executor]``, output to ``log_path`` (a temp file by default).
+
+    ``dags test --use-executor`` on Airflow 3.3 sometimes never exits after the run has finished (a LocalExecutor
+    worker blocks on its queue's lock at shutdown): once ``DagRun Finished`` is printed the process gets
+    ``exit_grace`` seconds, then its process group is ended. The run's state is read from the output.
+    """
+    cmd = [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps(dict(conf))]
+    if use_executor:
+        cmd.append("--use-executor")
+    if log_path is None:
+        fd, name = tempfile.mkstemp(prefix=f"dags-test-{dag_id}-", suffix=".log", dir=env.get("TMPDIR"))
+        os.close(fd)
+        log_path = Path(name)
+    note = "exited"
+    finished_at: float | None = None
+    with open(log_path, "w") as sink, open(log_path, errors="replace") as tail:
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            cmd, env=dict(env), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        recent = ""
+        try:
+            while proc.poll() is None:
+                recent = recent[-300:] + tail.read()
+                now = time.monotonic()
+                if finished_at is None and "DagRun Finished" in recent:
+                    finished_at = now
+                if finished_at is not None and now - finished_at > exit_grace:
+                    note = f"did not exit {exit_grace:.0f} s after the run finished; ended"
+                    break
+                if now - start > timeout:
+                    note = f"timed out after {timeout:.0f} s; ended"
+                    break
+                time.sleep(0.2)  # watching a subprocess's output, not synchronising code under test
+        finally:
+            _stop(proc)
+        end = time.monotonic()
+    output = log_path.read_text(errors="replace")
+    states = _FINISHED_RE.findall(output)
+    return DagTestResult(
+        state=states[-1] if states else None,
+        output=output,
+        returncode=proc.returncode,
+        seconds=(finished_at or end) - start,
+        note=note,
+    )
