@@ -64,8 +64,8 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
 @contextmanager
 def api_server(home: Path, concurrency: int) -> Iterator[dict[str, str]]:
     """An api-server for the Task Execution API and the env pointing LocalExecutor tasks at it."""
-    with airflow_cli.api_server(airflow_env(home), parallelism=concurrency) as settings:
-        yield {**settings, "ZOHOCRM_MAX_PARALLEL": str(concurrency)}
+    with airflow_cli.api_server(airflow_env(home), parallelism=concurrency) as server:
+        yield {**server.executor_env, "ZOHOCRM_MAX_PARALLEL": str(concurrency)}
 
 
 @contextmanager

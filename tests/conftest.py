@@ -128,8 +128,8 @@ def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 @pytest.fixture(scope="session")
 def executor_env(airflow_home: Path) -> Iterator[dict[str, str]]:
     """An api-server for the Task Execution API, and the env that points LocalExecutor tasks at it."""
-    with airflow_cli.api_server(airflow_env(airflow_home), parallelism=8) as settings:
-        yield settings
+    with airflow_cli.api_server(airflow_env(airflow_home), parallelism=8) as server:
+        yield server.executor_env
 
 
 # ======== Added for issue 5 (fault-injection, bad-input and secrets suite): the leak audit ======================

@@ -19,11 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +27,7 @@ import pytest
 import requests
 
 from airflow_provider_zohocrm import DATA_CENTER_CHOICES
-from airflow_provider_zohocrm.testing import EmulatorBackend, ZohoCRMEmulator, seed_demo_org
+from airflow_provider_zohocrm.testing import EmulatorBackend, ZohoCRMEmulator, airflow_cli, seed_demo_org
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -54,22 +49,6 @@ KNOWN_PORT_BUG = "The host or port to test differs from the stored connection"
 pytestmark = [pytest.mark.browser, pytest.mark.airflow_run]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _airflow_exe() -> str:
-    exe = Path(sys.executable).with_name("airflow")
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("airflow")
-    if not found:
-        pytest.skip("the airflow CLI is not installed next to this python")
-    return found
-
-
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[ZohoCRMEmulator]:
     backend = EmulatorBackend()
@@ -83,65 +62,18 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``airflow api-server`` on a free port with SQLite, simple auth (everyone admin) and Test enabled."""
     home = tmp_path_factory.mktemp("airflow-home")
     (home / "dags").mkdir()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))
-    }
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__CORE__AUTH_MANAGER": (
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-            ),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-        }
+    env = airflow_cli.airflow_env(
+        home,
+        home / "dags",
+        AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+        AIRFLOW__CORE__TEST_CONNECTION="Enabled",
     )
-    airflow = _airflow_exe()
-    migrate = subprocess.run(
-        [airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
-
-    port = _free_port()
-    log_path = home / "api-server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [airflow, "api-server", "--port", str(port), "--host", "127.0.0.1"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: teardown ends the server and its workers
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"api-server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                if requests.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"api-server not healthy after {STARTUP_TIMEOUT:.0f}s:\n{log_path.read_text()[-4000:]}"
-                )
-            time.sleep(0.5)
-        yield base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+    if not Path(airflow_cli.AIRFLOW).exists():
+        pytest.skip("the airflow CLI is not installed next to this python")
+    airflow_cli.migrate(env)
+    with airflow_cli.api_server(env, timeout=STARTUP_TIMEOUT) as server:
+        yield server.url
 
 
 def test_hook_meta_describes_the_zohocrm_form(api_server: str) -> None:

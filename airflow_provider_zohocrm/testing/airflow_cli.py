@@ -57,20 +57,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class ApiServer:
+    """A running api-server: its base URL, and the settings that point LocalExecutor tasks at it."""
+
+    url: str
+    executor_env: dict[str, str]
+
+
 @contextmanager
 def api_server(
     env: Mapping[str, str], *, parallelism: int = 8, timeout: float = 180.0
-) -> Iterator[dict[str, str]]:
-    """Run ``airflow api-server`` (the Task Execution API) and yield the settings that make
-    ``airflow dags test --use-executor`` run each task in its own LocalExecutor process against it."""
+) -> Iterator[ApiServer]:
+    """Run ``airflow api-server`` (UI, REST and Task Execution API) on a free loopback port until the block
+    ends. With ``executor_env`` added to its env, ``airflow dags test --use-executor`` runs each task in its
+    own LocalExecutor process against it."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     settings = {
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(parallelism),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(16, parallelism)),
         "AIRFLOW__API_AUTH__JWT_SECRET": "zohocrm-emulator-jwt-secret-0123456789",
         "AIRFLOW__API__SECRET_KEY": "zohocrm-emulator-secret-key-0123456789",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
     }
     home = Path(env["AIRFLOW_HOME"])
     log_path = home / "api-server.log"
@@ -80,11 +90,11 @@ def api_server(
             env={**env, **settings},
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # its own process group: stopping it ends its workers too
         )
         try:
-            _wait_healthy(f"http://127.0.0.1:{port}/api/v2/monitor/health", proc, log_path, timeout)
-            yield settings
+            _wait_healthy(f"{url}/api/v2/monitor/health", proc, log_path, timeout)
+            yield ApiServer(url=url, executor_env=settings)
         finally:
             _stop(proc)
 
