@@ -100,6 +100,18 @@ def _hex_token() -> str:
     return f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
 
 
+def _required_list(payload: dict[str, Any], name: str) -> list[Any]:
+    """A mandatory JSON array of the request body, with Zoho's errors when it is missing or not an array."""
+    value = payload.get(name)
+    if value is None or value == []:
+        raise ZohoError(400, _error("MANDATORY_NOT_FOUND", "required field not found", {"api_name": name}))
+    if not isinstance(value, list):
+        raise ZohoError(
+            400, _error("INVALID_DATA", "invalid data", {"api_name": name, "expected_data_type": "jsonarray"})
+        )
+    return value
+
+
 def _error(code: str, message: str, details: JSON | None = None) -> JSON:
     """Zoho's call-level error shape."""
     return {"code": code, "details": details or {}, "message": message, "status": "error"}
@@ -1449,20 +1461,7 @@ class EmulatorBackend:
             raise ZohoError(400, _error("INVALID_DATA", "body is not a valid JSON", {})) from exc
         if not isinstance(payload, dict):
             raise ZohoError(400, _error("INVALID_DATA", "body must be a JSON object", {}))
-        fields = payload.get("unblock_fields")
-        if fields is None or fields == []:
-            raise ZohoError(
-                400, _error("MANDATORY_NOT_FOUND", "required field not found", {"api_name": "unblock_fields"})
-            )
-        if not isinstance(fields, list):
-            raise ZohoError(
-                400,
-                _error(
-                    "INVALID_DATA",
-                    "invalid data",
-                    {"api_name": "unblock_fields", "expected_data_type": "jsonarray"},
-                ),
-            )
+        fields = _required_list(payload, "unblock_fields")
         for f in fields:
             if f not in UNBLOCK_FIELDS:
                 raise ZohoError(400, _error("NOT_ALLOWED", "unknown field provided", {"api_name": str(f)}))
@@ -1473,18 +1472,7 @@ class EmulatorBackend:
             status = 200 if item["status"] == "success" else 400
             body_out = item if self.config.single_response_style == "flat" else {"data": [item]}
             return Reply.json(status, body_out)
-        ids = payload.get("ids")
-        if ids is None or ids == []:
-            raise ZohoError(
-                400, _error("MANDATORY_NOT_FOUND", "required field not found", {"api_name": "ids"})
-            )
-        if not isinstance(ids, list):
-            raise ZohoError(
-                400,
-                _error(
-                    "INVALID_DATA", "invalid data", {"api_name": "ids", "expected_data_type": "jsonarray"}
-                ),
-            )
+        ids = _required_list(payload, "ids")
         if len(ids) > self.config.max_ids:
             raise ZohoError(
                 400,
