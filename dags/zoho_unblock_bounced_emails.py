@@ -73,7 +73,7 @@ def zoho_unblock_bounced_emails() -> None:
             rows = hook.iter_records(params["module"], cvid=str(params["cvid"]), fields=["id"])
         else:
             raise ValueError("Set the 'cvid' param (a custom view of bounced records) or 'coql_query'.")
-        ids = list(dict.fromkeys(str(row["id"]) for row in rows))
+        ids = [str(row["id"]) for row in rows]  # the hook yields each record once
         print(f"Found {len(ids):,} bounced {params['module']} record(s).")
         return ids
 

@@ -18,6 +18,15 @@ from airflow_provider_zohocrm.zoho.auth import FileTokenStore
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
 BIN = Path(sys.executable).parent
+#: Outcomes a mixed seeded org produces (all but ``error``, which needs a fault).
+RECORD_OUTCOMES = (
+    "unblocked",
+    "already_unblocked",
+    "permanently_blocked",
+    "limit_reached",
+    "invalid_record",
+    "not_allowed",
+)
 ACCESS_TOKEN_RE = re.compile(r"1000\.[0-9a-f]{32}\.[0-9a-f]{32}")
 
 
@@ -51,18 +60,8 @@ def set_connection(
 
 
 def secrets_of(emulator: ZohoCRMEmulator) -> list[str]:
-    """Every secret the emulator knows of: client secret, refresh token, each access token it issued."""
-    backend = emulator.backend
-    return [
-        backend.client_secret,
-        backend.refresh_token,
-        *backend.live_access_tokens(),
-        *_all_access_tokens(backend),
-    ]
-
-
-def _all_access_tokens(backend: EmulatorBackend) -> list[str]:
-    return list(getattr(backend, "_access", {}).keys())
+    """Every secret the emulator knows of: client secrets, refresh tokens, each access token it issued."""
+    return emulator.backend.secrets()
 
 
 def assert_no_secrets(text: str, emulator: ZohoCRMEmulator) -> None:
@@ -163,13 +162,7 @@ class LeakAudit:
         self.texts.append((label, text))
 
     def secrets(self) -> list[str]:
-        found: list[str] = []
-        for em in self.emulators:
-            backend = em.backend
-            found += list(getattr(backend, "_clients", {}).values())
-            found += list(getattr(backend, "_refresh", {}).keys())
-            found += list(getattr(backend, "_access", {}).keys())
-        return [s for s in dict.fromkeys(found) if s]
+        return list(dict.fromkeys(secret for em in self.emulators for secret in em.backend.secrets()))
 
     def sources(self) -> list[tuple[str, str]]:
         sources = list(self.texts)

@@ -10,7 +10,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 from airflow_provider_zohocrm.operators.unblock_email import REPORT_XCOM_KEY, UnblockEmailOperator
 from airflow_provider_zohocrm.testing import Fault, ZohoCRMEmulator, expected_outcome, seed_demo_org
 from airflow_provider_zohocrm.zoho.unblock import Outcome
-from tests.conftest import set_connection
+from tests.conftest import RECORD_OUTCOMES, set_connection
 
 
 class RecordingTI:
@@ -59,14 +59,7 @@ def test_every_outcome_over_several_batches(conn_env: ZohoCRMEmulator, org) -> N
         outcome = next(o for o, lst in result["ids"].items() if rid in lst)
         assert outcome == expected[rid], rid
     assert expected["4876876999999999999"] == Outcome.INVALID_RECORD
-    for outcome in (
-        "unblocked",
-        "already_unblocked",
-        "permanently_blocked",
-        "limit_reached",
-        "invalid_record",
-        "not_allowed",
-    ):
+    for outcome in RECORD_OUTCOMES:
         assert result["counts"][outcome] > 0, outcome
     assert unblock_calls(conn_env) == -(-len(ids) // 500) == result["calls"]
     # state: exactly the unblockable records changed, each once
@@ -208,9 +201,36 @@ def test_parallel_calls_within_task_stay_bounded(conn_env: ZohoCRMEmulator, org)
     assert unblock_calls(conn_env) == 24
 
 
-def test_templated_fields_render(conn_env: ZohoCRMEmulator) -> None:
-    op = UnblockEmailOperator(task_id="t", module="{{ params.m }}", record_ids="{{ params.ids }}")
-    assert {"module", "record_ids", "unblock_fields", "batch_size", "dry_run_mode"} <= set(op.template_fields)
+def test_templated_fields_render_to_a_valid_request(conn_env: ZohoCRMEmulator) -> None:
+    from airflow.sdk import DAG
+
+    with DAG("render_test", schedule=None, render_template_as_native_obj=True):
+        op = UnblockEmailOperator(
+            task_id="t",
+            module="{{ params.m }}",
+            record_ids="{{ params.ids }}",
+            unblock_fields="{{ params.fields }}",
+            batch_size="{{ params.size }}",
+            dry_run="{{ params.dry }}",
+        )
+    context = {
+        "params": {
+            "m": "Contacts",
+            "ids": ["11", "22"],
+            "fields": ["Email", "Secondary_Email"],
+            "size": 100,
+            "dry": True,
+        }
+    }
+    op.render_template_fields(context)  # type: ignore[arg-type]
+    request = op._request()
+    assert (request.module, request.record_ids, request.unblock_fields, request.batch_size) == (
+        "Contacts",
+        ["11", "22"],
+        ["Email", "Secondary_Email"],
+        100,
+    )
+    assert op.is_dry_run is True
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,7 @@ class ZohoCRMHook(HttpHook):
 
     def get_conn(
         self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
-    ) -> Any:
+    ) -> requests.Session:
         """A requests session for Zoho: HttpHook's keep-alive adapter, no basic auth, and none of the
         connection's extras turned into headers (HttpHook would send the refresh token as a header)."""
         session = requests.Session()
@@ -154,12 +154,17 @@ class ZohoCRMHook(HttpHook):
         return session
 
     @cached_property
+    def session(self) -> requests.Session:
+        """One session (one connection pool) for the token grant and every API call of this hook."""
+        return self.get_conn()
+
+    @cached_property
     def tokens(self) -> TokenManager:
         settings = self.settings
         return TokenManager(
             settings.credentials,
             settings.endpoints,
-            self.get_conn(),
+            self.session,
             store=self._token_store if self._token_store is not None else AirflowVariableTokenStore(),
             timeout=settings.timeout,
             on_secret=_mask_secret,
@@ -171,7 +176,7 @@ class ZohoCRMHook(HttpHook):
         settings = self.settings
         return ZohoCRMClient(
             self.tokens,
-            self.get_conn(),
+            self.session,
             api_version=settings.api_version,
             timeout=settings.timeout,
             retry=self._retry_override or settings.retry,

@@ -186,6 +186,11 @@ class UnblockEmailOperator(BaseOperator):
             report.total,
             format_table(report.counts),
         )
+        if hook.client.last_credits_remaining is not None:
+            self.log.warning(
+                "Zoho reports %d API credits left in the org's 24-hour window (sent once half are used).",
+                hook.client.last_credits_remaining,
+            )
         for outcome in sorted(NEEDS_PERSON_OUTCOMES):
             if report.ids[outcome]:
                 self.log.warning(

@@ -821,6 +821,12 @@ class EmulatorBackend:
         with self._lock:
             return list(self._refresh[refresh_token or self.refresh_token].issue_times)
 
+    def secrets(self) -> list[str]:
+        """Every client secret, refresh token and access token this org ever had (for leak checks)."""
+        with self._lock:
+            found = [*self._clients.values(), *self._refresh, *self._access]
+        return [value for value in dict.fromkeys(found) if value]
+
     def live_access_tokens(self, refresh_token: str | None = None) -> list[str]:
         """Access tokens of a refresh token that would currently be accepted."""
         with self._lock:

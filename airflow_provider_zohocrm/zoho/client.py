@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +62,6 @@ class ZohoResponse:
     body: Any
     headers: dict[str, str]
 
-    @property
-    def credits_remaining(self) -> int | None:
-        value = self.headers.get("X-API-CREDITS-REMAINING") or self.headers.get("x-api-credits-remaining")
-        return int(value) if value and value.isdigit() else None
-
 
 class _Retryable(Exception):
     """Internal: a failure worth another try; carries the error to raise if tries run out."""
@@ -109,6 +104,8 @@ class ZohoCRMClient:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.auth = ZohoTokenAuth(tokens)
+        #: Zoho's ``X-API-CREDITS-REMAINING`` from the latest answer that had it (``None`` until half the org's
+        #: daily credits are used).
         self.last_credits_remaining: int | None = None
 
     def __repr__(self) -> str:
@@ -249,9 +246,11 @@ class ZohoCRMClient:
                     details=details,
                 )
             )
-        credits = ZohoResponse(status, None, headers).credits_remaining
-        if credits is not None:
-            self.last_credits_remaining = credits
+        credits = response.headers.get(
+            "X-API-CREDITS-REMAINING", ""
+        )  # sent once half the day's credits are used
+        if credits.isdigit():
+            self.last_credits_remaining = int(credits)
         if status == 204:
             return ZohoResponse(status, None, headers)
         if parse_error is not None:
@@ -374,7 +373,8 @@ class ZohoCRMClient:
                 )
 
     def iter_coql(self, query: str, *, page_size: int = MAX_COQL_LIMIT) -> Iterator[dict[str, Any]]:
-        """Yield every row of a COQL ``select`` (without ``limit``/``offset``: paging is added here).
+        """Yield every row of a COQL ``select`` (without ``limit``/``offset``: paging is added here), each
+        record once.
 
         Raises rather than stop short when more rows exist than COQL's offset cap lets one query reach.
         """
@@ -385,6 +385,7 @@ class ZohoCRMClient:
             )
         module = _coql_module(query)
         offset = 0
+        seen: set[str] = set()  # offset paging over data that changes can repeat a row: yield each id once
         while True:
             limit = min(page_size, COQL_MAX_ROWS - offset)
             body = {"select_query": f"{query} limit {limit} offset {offset}"}
@@ -392,7 +393,12 @@ class ZohoCRMClient:
             if response.status == 204 or response.body is None:
                 return
             data, info = _data_and_info(response, "POST coql")
-            yield from data
+            for row in data:
+                row_id = str(row.get("id"))
+                if "id" in row and row_id in seen:
+                    continue
+                seen.add(row_id)
+                yield row
             if not info.get("more_records"):
                 return
             offset += len(data)
@@ -577,15 +583,3 @@ def _is_record_answer(body: Any, record_id: bool | str) -> bool:
 
 def _redact_path(path: str) -> str:
     return path.split("?", 1)[0]
-
-
-def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    """Split ``items`` into lists of at most ``size``."""
-    batch: list[str] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
