@@ -2,6 +2,7 @@
 """Benchmark of issue 4: fewest Zoho calls, credits and tokens, parallel within Zoho's limits.
 
     python -m benchmarks.run [--sizes 1000,10000,100000] [--latency-ms 100] [--concurrency 10] [--quick]
+    python -m benchmarks.run --verify-modes     # what each verify mode costs (benchmarks/verify_modes.py)
 
 For each size N it starts the Zoho emulator in this process (a thread on 127.0.0.1, latency L per CRM call,
 concurrency limit C), seeds N bounced Leads, and runs the example DAG ``zoho_unblock_bounced_emails`` with
@@ -358,7 +359,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS), help="results directory")
     p.add_argument("--dags-folder", default=str(DAGS), help="benchmark a variant of the example DAG (A/B)")
     p.add_argument("--only-dag", action="store_true", help="skip the sequential and per-record baselines")
+    p.add_argument(
+        "--verify-modes",
+        action="store_true",
+        help="instead: cost of each verify mode (none, sweep, emails) at 10,000 candidates, 5 %% and 30 %%"
+        " blocked (benchmarks/verify_modes.py; results in verify_modes.md)",
+    )
     args = p.parse_args(argv)
+    if args.verify_modes:
+        from benchmarks import verify_modes
+
+        return verify_modes.main(
+            ["--latency-ms", str(args.latency_ms), "--concurrency", str(args.concurrency), "--out", args.out]
+        )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up (api-server, temp home)
     if args.quick:
         args.sizes, args.per_record_sample = "1000,10000", 200

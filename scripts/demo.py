@@ -1,8 +1,12 @@
-"""The main job, end to end: the example DAG against a seeded Zoho CRM emulator, on SQLite, in real Airflow.
+"""The main job, end to end: the example DAG over Leads AND Contacts against a seeded Zoho CRM emulator, on SQLite,
+in real Airflow.
 
-Starts the emulator (2,600 bounced Leads in every bounce state: more than 2,000 so paging needs page tokens,
-more than 500 so unblocking takes several batches), runs ``airflow dags test zoho_unblock_bounced_emails``,
-prints the DAG's report, then checks the emulator's final state record by record.
+Seeds both modules with records in every email state (never bounced, soft bounces old and fresh, a soft bounce
+already unblocked since, hard bounces, the unblock limit, no email at all, a bounce past Zoho's 100-day retention,
+an unknown bounce category), then runs ``airflow dags test zoho_unblock_bounced_emails`` once, with the mode that
+works for any org out of the box: a whole-module source per module, verified through each record's Emails list
+(``verify: "emails"``, ``min_hours_since_bounce: 24``), tagging the records that need a person. It prints the
+DAG's report, checks the emulator's final state record by record, and prints the Zoho calls the run made.
 Full Airflow output: $AIRFLOW_HOME/demo.log.
 """
 
@@ -15,20 +19,71 @@ import re
 from pathlib import Path
 
 from airflow_provider_zohocrm.testing import (
-    BOUNCED_VIEW_ID,
     EmulatorBackend,
     EmulatorConfig,
     ZohoCRMEmulator,
     airflow_cli,
-    expected_outcome,
-    seed_demo_org,
+    seed_email_org,
 )
+
+DAG_ID = "zoho_unblock_bounced_emails"
+TAG = "Needs person"
+NEEDS_PERSON = ("permanently_blocked", "limit_reached")
+HEADER = re.compile(r"Zoho CRM Unblock Email report: ([\d,]+) candidate record\(s\) found, ([\d,]+) reported")
+TABLE_LINE = re.compile(r"^(?:\w+\s+\|[\s\d,|A-Za-z_]*|-+(?:-\+-+)+)$")
+#: Share of each email state among a module's records.
+MIX = {
+    "never_bounced": 0.40,
+    "old_soft": 0.25,
+    "recent_soft": 0.05,
+    "soft_unblocked_since": 0.08,
+    "hard": 0.08,
+    "deep_soft": 0.03,
+    "buried_soft": 0.03,
+    "limit": 0.04,
+    "no_emails": 0.02,
+    "expired": 0.01,
+    "unknown_category": 0.01,
+}
+
+
+def counts(total: int) -> dict[str, int]:
+    """Per-kind counts adding up to ``total`` (largest share first gets the rounding), each kind at least 1."""
+    out = {kind: max(1, int(total * share)) for kind, share in MIX.items()}
+    out["never_bounced"] += total - sum(out.values())
+    return out
+
+
+def report_block(output: str) -> str:
+    """The report the DAG printed, with each needs-person list cut to its first three records."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if "Zoho CRM Unblock Email report:" in line), None)
+    if start is None:
+        return "(no report found: see demo.log)"
+    kept: list[str] = [lines[start][lines[start].index("Zoho CRM Unblock Email report:") :]]
+    shown = 0
+    for line in lines[start + 1 :]:
+        if TABLE_LINE.match(line) or line.startswith(("dry run:", "pending:")):
+            kept.append(line)
+        elif line.startswith("Need a person"):
+            kept.append(line)
+            shown = 0
+        elif line.startswith("  "):
+            shown += 1
+            if shown <= 3:
+                kept.append(line)
+            elif shown == 4:
+                kept.append("  …")
+        else:
+            break
+    return "\n".join(kept)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bounced", type=int, default=2600, help="bounced Leads to seed")
-    parser.add_argument("--latency-ms", type=float, default=20.0, help="emulated Zoho latency per API call")
+    parser.add_argument("--leads", type=int, default=2600, help="Leads to seed")
+    parser.add_argument("--contacts", type=int, default=520, help="Contacts to seed")
+    parser.add_argument("--latency-ms", type=float, default=5.0, help="emulated Zoho latency per API call")
     parser.add_argument("--dry-run", action="store_true", help="run the DAG with dry_run=true")
     args = parser.parse_args()
 
@@ -39,45 +94,59 @@ def main() -> int:
     airflow_cli.migrate(base_env)
 
     backend = EmulatorBackend(EmulatorConfig(latency=args.latency_ms / 1000, concurrency_limit=10))
-    seed_demo_org(backend, n_bounced=args.bounced)
-    found = backend.view_ids(BOUNCED_VIEW_ID)
-    expected = {rid: expected_outcome(backend, "Leads", rid, ["Email"]) for rid in found}
+    seeded = {
+        "Leads": seed_email_org(backend, "Leads", counts(args.leads)),
+        "Contacts": seed_email_org(backend, "Contacts", counts(args.contacts)),
+    }
+    expected = {(m, rid): o for m, s in seeded.items() for rid, o in s.expected_outcomes("emails").items()}
+    conf = {
+        "sources": [
+            {"module": "Leads", "all": True, "verify": "emails", "min_hours_since_bounce": 24},
+            {"module": "Contacts", "all": True, "verify": "emails", "min_hours_since_bounce": 24},
+        ],
+        "needs_person_tag": TAG,
+        "dry_run": args.dry_run,
+    }
     with ZohoCRMEmulator(backend) as emulator:
         name, value = emulator.connection_env()
-        conf = {"cvid": BOUNCED_VIEW_ID, "dry_run": args.dry_run}
-        print(
-            f"[demo] Zoho CRM emulator at {emulator.url}: {len(found):,} bounced Leads in view {BOUNCED_VIEW_ID}"
-        )
-        print(f"[demo] airflow dags test zoho_unblock_bounced_emails -c '{json.dumps(conf)}' …", flush=True)
-        run = airflow_cli.dags_test(
-            "zoho_unblock_bounced_emails", conf, {**base_env, name: value}, log_path=home / "demo.log"
-        )
+        sizes = ", ".join(f"{len(s.all_ids()):,} {m}" for m, s in seeded.items())
+        print(f"[demo] Zoho CRM emulator at {emulator.url}: {sizes}, in every email state")
+        print(f"[demo] airflow dags test {DAG_ID} -c '{json.dumps(conf)}' …", flush=True)
+        run = airflow_cli.dags_test(DAG_ID, conf, {**base_env, name: value}, log_path=home / "demo.log")
     output = run.output
     state = run.state or "unknown"
-    report = re.search(r"Zoho CRM Unblock Email report:.*?\n(?:.*\|.*\n|[-+]+\n)+", output)
     print()
-    print(report.group(0) if report else "(no report found: see demo.log)")
-    for line in re.findall(r"^(?:Need a person|dry run:).*$", output, re.MULTILINE):
-        print(line[:300] + (" …" if len(line) > 300 else ""))
+    print(report_block(output))
+
+    # the emulator's final state, record by record, against what each seeded kind must end in
+    live = not args.dry_run
+    wrong = []
+    for (module, rid), outcome in expected.items():
+        unblocks = len(backend.unblock_events(module, rid))
+        tagged = TAG in backend.record_tags(module, rid)
+        if unblocks != (1 if live and outcome == "unblocked" else 0) or tagged != (
+            live and outcome in NEEDS_PERSON
+        ):
+            wrong.append((module, rid, outcome, unblocks, tagged))
+    header = HEADER.search(output)
+    reported = header.group(2) if header else "?"
+    by_outcome = {o: sum(1 for v in expected.values() if v == o) for o in sorted(set(expected.values()))}
 
     stats = backend.stats
-    wrong = [
-        rid
-        for rid, outcome in expected.items()
-        if len(backend.unblock_events("Leads", rid))
-        != (1 if outcome == "unblocked" and not args.dry_run else 0)
-    ]
+    requests = stats["requests"]
     print()
     print(f"[demo] DAG run state: {state}")
     print(
-        f"[demo] Zoho calls: {stats['requests']['token']} token, {stats['requests']['records']} view pages,"
-        f" {stats['requests']['unblock_bulk']} bulk unblock; {stats['credits_used']} credits;"
-        f" {stats['rejected_429']} x HTTP 429"
+        f"[demo] Zoho calls: {requests['token']} token, {requests['coql']} COQL pages,"
+        f" {requests['emails']:,} Emails-list reads, {requests['unblock_bulk'] + requests['unblock_single']} unblock,"
+        f" {requests['add_tags']} add-tags; {stats['credits_used']:,} credits; {stats['rejected_429']} x HTTP 429"
     )
     print(
-        f"[demo] emulator state: {sum(1 for o in expected.values() if o == 'unblocked')} records were unblockable;"
-        f" {len(wrong)} record(s) not in the expected state"
+        f"[demo] emulator state: {len(expected):,} records ({reported} reported):"
+        f" {', '.join(f'{n:,} {o}' for o, n in by_outcome.items())}; {len(wrong)} record(s) not in the expected state"
     )
+    for item in wrong[:10]:
+        print(f"[demo]   wrong: {item}")
     print(f"[demo] full Airflow output: {home / 'demo.log'}")
     return 0 if state == "success" and not wrong else 1
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,46 @@ RECORD_OUTCOMES = (
     "not_allowed",
 )
 ACCESS_TOKEN_RE = re.compile(r"1000\.[0-9a-f]{32}\.[0-9a-f]{32}")
+
+
+# -- no test touches state shared with other checkouts or users (issue 9, finding 14) ---------------------------
+
+#: The machine-wide token cache the provider uses by default (``<temp dir>/airflow-zohocrm-<uid>``), as it is
+#: before any test redirects the temp dir. Tests must never read or write it: other checkouts and users share it.
+SHARED_TOKEN_DIR = os.path.join(tempfile.gettempdir(), f"airflow-zohocrm-{os.getuid()}")
+_shared_touches: list[str] = []
+
+
+def _audit_shared_dir(event: str, args: tuple[Any, ...]) -> None:
+    """Audit hook (PEP 578): note every open/mkdir/rename/remove/chmod of a path inside the shared directory."""
+    if event != "open" and not event.startswith(("os.", "shutil.")):
+        return
+    for arg in args[:2]:
+        if isinstance(arg, (str, os.PathLike)):
+            path = os.fspath(arg)
+            if isinstance(path, str) and (
+                path == SHARED_TOKEN_DIR or path.startswith(SHARED_TOKEN_DIR + os.sep)
+            ):
+                _shared_touches.append(f"{event} {path}")
+
+
+sys.addaudithook(_audit_shared_dir)
+
+
+@pytest.fixture(autouse=True)
+def no_shared_temp_state(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Give every test its own temp dir (``tempfile.tempdir`` is cached at first use, so setting ``TMPDIR`` in
+    a test is too late), also for subprocesses (``TMPDIR``), and fail a test that touched the shared token
+    cache directory anyway."""
+    private = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    monkeypatch.setenv("TMPDIR", str(private))
+    del _shared_touches[:]
+    yield
+    touched, _shared_touches[:] = list(_shared_touches), []
+    assert not touched, f"the test touched the shared directory {SHARED_TOKEN_DIR}: {touched[:5]}"
 
 
 @pytest.fixture

@@ -106,6 +106,10 @@ def test_allowed_overrides(url: str) -> None:
         "ftp://127.0.0.1",
         "http://192.168.1.10",
         "https://www.zohoapis.com/?x=1",
+        "http://x.localhost:8080",  # resolved through DNS: a search domain can make it a Service
+        "http://zohocrm-emulator.localhost",
+        "http://localhost.:8080",
+        "http://[::ffff:127.0.0.1]:8080",
     ],
 )
 def test_refused_overrides(url: str) -> None:

@@ -460,9 +460,25 @@ def test_secondary_email(api: Api) -> None:
     assert expected_outcome(api.b, "Leads", ps, ["Email"]) == "permanently_blocked"
     assert api.unblock([ps], ["Email", "Secondary_Email"]).status_code == 200
     deal = api.b.add_record("Deals", email_blocked="temporary")
+    r = api.unblock([deal, "4876876000000999999"], ["Email", "Secondary_Email"], module="Deals")
+    # default: a request-level error before any id is looked at, like "unknown field provided"
+    assert r.status_code == 400 and r.json() == {
+        "code": "NOT_ALLOWED",
+        "details": {"api_name": "Secondary_Email"},
+        "message": "EMAIL, SECONDARY_EMAIL field not available for module",
+        "status": "error",
+    }
+    single = api.call(
+        "POST", f"/crm/v8/Deals/{deal}/actions/unblock_email", json={"unblock_fields": ["Secondary_Email"]}
+    )
+    assert (
+        single.status_code == 400 and "data" not in single.json() and single.json()["code"] == "NOT_ALLOWED"
+    )
+    api.b.config.unavailable_field_style = "record"  # the per-record form, kept as an option
     r = api.unblock([deal], ["Email", "Secondary_Email"], module="Deals")
     assert r.status_code == 400
     assert r.json()["data"][0]["message"] == "EMAIL, SECONDARY_EMAIL field not available for module"
+    assert api.b.record("Deals", deal)["email"]["Email"]["blocked"] == "temporary"
     assert api.unblock([deal], module="Deals").status_code == 200
     api.b.add_module("Vendors_X", has_email=True)
     custom = api.b.add_record("Vendors_X", email_blocked="temporary")
@@ -675,9 +691,15 @@ def test_seed_scales_and_is_deterministic() -> None:
     assert expected_outcome(a, "Leads", "1") == "invalid_record"
 
 
-def test_cli_prints_connection_line() -> None:
+def test_cli_prints_a_pasteable_export_line_and_the_demo_views(tmp_path: Any) -> None:
+    """``python -m airflow_provider_zohocrm.testing`` prints ``export NAME='json'`` (shell-quoted), then comments
+    naming the demo views: every line pastes into a shell, and the exported value is the connection."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+        "TMPDIR": str(tmp_path),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_zohocrm.testing", "--port", "0", "--bounced", "10"],
         stdout=subprocess.PIPE,
@@ -686,10 +708,18 @@ def test_cli_prints_connection_line() -> None:
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        name, _, value = line.partition("=")
-        assert name == "AIRFLOW_CONN_ZOHOCRM_DEFAULT"
-        conn = json.loads(value)
+        lines = [proc.stdout.readline().rstrip("\n") for _ in range(4)]
+        export = lines[0]
+        assert export.startswith("export AIRFLOW_CONN_ZOHOCRM_DEFAULT='")
+        assert all(line.startswith("# ") for line in lines[1:])
+        assert f'# view on Leads: "Bounced leads" (id {BOUNCED_VIEW_ID})' in lines
+        assert f'# view on Contacts: "Bounced contacts" (id {CONTACTS_BOUNCED_VIEW_ID})' in lines
+        script = "\n".join([*lines, 'printf %s "$AIRFLOW_CONN_ZOHOCRM_DEFAULT"'])
+        shell = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=10, check=True, env=env
+        )
+        conn = json.loads(shell.stdout)
+        assert conn["conn_type"] == "zohocrm"
         extra = conn["extra"]
         r = requests.post(
             f"{extra['accounts_url']}/oauth/v2/token",
@@ -702,6 +732,16 @@ def test_cli_prints_connection_line() -> None:
             },
         )
         assert "access_token" in r.json()
+        token = r.json()["access_token"]
+        views = requests.get(
+            f"{extra['api_domain']}/crm/v8/settings/custom_views",
+            params={"module": "Leads"},
+            headers={"Authorization": f"Zoho-oauthtoken {token}"},
+            timeout=5,
+        ).json()["custom_views"]
+        assert {"id": BOUNCED_VIEW_ID, "name": "Bounced leads"}.items() <= next(
+            v for v in views if v["id"] == BOUNCED_VIEW_ID
+        ).items()
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0

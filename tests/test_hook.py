@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -218,7 +219,7 @@ def test_slow_answer_times_out_and_is_retried(conn_env: ZohoCRMEmulator, monkeyp
     assert ZohoCRMHook(token_store=token_store).get_org()["company_name"]
     assert requests_of(conn_env, "org") == 2
     conn_env.backend.add_fault(Fault(endpoint="org", action="delay", delay=1.5, times=3))
-    with pytest.raises(ZohoTransportError, match="in time"):
+    with pytest.raises(ZohoTransportError, match="read timeout"):
         ZohoCRMHook(token_store=token_store).get_org()
 
 
@@ -311,3 +312,274 @@ def test_credits_remaining_header_is_tracked(conn_env: ZohoCRMEmulator, token_st
     assert hook.client.last_credits_remaining == 5
     hook.get_org()
     assert hook.client.last_credits_remaining == 4
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("run", ("org",)),
+        ("run_with_advanced_retry", ({"stop": None}, "org")),
+        ("run_and_check", (requests.Session(), requests.Request("GET", "http://127.0.0.1/").prepare(), {})),
+        ("check_response", (requests.Response(),)),
+    ],
+)
+def test_inherited_http_hook_request_helpers_refuse_and_point_to_the_zoho_methods(
+    conn_env: ZohoCRMEmulator, token_store: FileTokenStore, method: str, args: tuple[object, ...]
+) -> None:
+    """HttpHook.run() would POST to the accounts server without a token; the hook's own methods are the API."""
+    hook = ZohoCRMHook(token_store=token_store)
+    with pytest.raises(NotImplementedError) as info:
+        getattr(hook, method)(*args)
+    message = str(info.value)
+    assert f"ZohoCRMHook.{method}()" in message
+    assert "unblock_emails" in message and "iter_records" in message and "client.request" in message
+    assert sum(int(n) for n in conn_env.backend.stats["requests"].values()) == 0
+
+
+# -- redirects are refused (issue 9, finding 6) ----------------------------------------------------------------
+
+
+class RecordingServer:
+    """Another host on 127.0.0.1 that records whatever reaches it, and answers like a Zoho org would: a client
+    that followed a redirect here would get a plausible answer and never notice."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.received: list[dict[str, object]] = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                received.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                )
+                payload = json.dumps({"org": [{"company_name": "not Zoho"}], "data": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _record
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def other_host():
+    server = RecordingServer()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("action", ["redirect_307", "redirect_308"])
+@pytest.mark.parametrize("endpoint", ["org", "unblock_bulk"])
+def test_api_redirect_is_an_error_naming_the_host_and_nothing_reaches_it(
+    conn_env: ZohoCRMEmulator,
+    token_store: FileTokenStore,
+    other_host: RecordingServer,
+    action: str,
+    endpoint: str,
+) -> None:
+    from airflow_provider_zohocrm.zoho.errors import ZohoRedirectError
+
+    seed = seed_demo_org(conn_env.backend, n_bounced=3)
+    location = f"http://localhost:{other_host.port}/crm/v8/elsewhere?state=abc123"
+    conn_env.backend.add_fault(Fault(endpoint=endpoint, action=action, location=location, times=5))
+    hook = ZohoCRMHook(token_store=token_store)
+    with pytest.raises(ZohoRedirectError) as info:
+        if endpoint == "org":
+            hook.get_org()
+        else:
+            hook.unblock_emails("Leads", seed.bounced(), ["Email"])
+    message = str(info.value)
+    assert f"localhost:{other_host.port}" in message and action[-3:] in message
+    assert "abc123" not in message and "elsewhere" not in message  # the host, not the URL with its query
+    assert other_host.received == []  # neither the call nor its Authorization header went there
+    assert requests_of(conn_env, endpoint) == 1  # a redirect is not retried
+    assert all(not conn_env.backend.unblock_events("Leads", rid) for rid in seed.bounced())
+    assert_no_secrets(message, conn_env)
+
+
+# -- the answer lost after Zoho acted (issue 9, finding 14) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["reset_after", "500_after"])
+def test_unblock_applied_then_answer_lost_is_retried_into_one_event_and_one_outcome(
+    conn_env: ZohoCRMEmulator, token_store: FileTokenStore, action: str
+) -> None:
+    """The retry that matters: Zoho applied the unblock, then the answer was lost. The retry must not unblock
+    twice (each unblock counts against Zoho's 5 per address), and the report gives each id one outcome."""
+    from airflow_provider_zohocrm.zoho.unblock import UnblockReport
+
+    result = seed_demo_org(conn_env.backend, n_bounced=20)
+    ids = result.bounced()[:10]
+    unblockable = [rid for rid in ids if expected_outcome(conn_env.backend, "Leads", rid) == "unblocked"]
+    assert unblockable
+    conn_env.backend.add_fault(Fault(endpoint="unblock_bulk", action=action, times=1))
+    items = ZohoCRMHook(token_store=token_store).unblock_emails("Leads", ids, ["Email"])
+    assert requests_of(conn_env, "unblock_bulk") == 2  # the lost answer, then the retry
+    report = UnblockReport(module="Leads", unblock_fields=["Email"])
+    report.add_answer(ids, items)
+    outcomes = {rid: o for o, rids in report.ids.items() for rid in rids}
+    assert sorted(outcomes) == sorted(ids) and report.total == len(ids)  # each id exactly once
+    for rid in unblockable:
+        assert len(conn_env.backend.unblock_events("Leads", rid)) == 1  # applied once, by the lost call
+        assert outcomes[rid] == "already_unblocked"  # what the retry hears; the README says so
+    for rid in set(ids) - set(unblockable):
+        assert conn_env.backend.unblock_events("Leads", rid) == []
+
+
+# -- transport failures name their root cause (issue 9, finding 12) ---------------------------------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_refused_connection_names_the_cause_the_attempts_and_what_to_check(
+    emulator: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, token_store: FileTokenStore
+) -> None:
+    port = _closed_port()
+    set_connection(monkeypatch, emulator, max_attempts=3, api_domain=f"http://127.0.0.1:{port}")
+    with pytest.raises(ZohoTransportError) as info:
+        ZohoCRMHook(token_store=token_store).get_org()
+    message = str(info.value)
+    assert "connection refused" in message.lower()
+    assert f"127.0.0.1:{port}" in message
+    assert "3 attempts" in message
+    assert "proxy" in message and "data_center" in message
+    assert_no_secrets(message, emulator)
+
+
+@pytest.mark.parametrize(
+    ("action", "words"),
+    [("reset", "connection was reset or closed"), ("delay", "read timeout")],
+)
+def test_transport_failures_over_the_emulator_say_which_failure(
+    conn_env: ZohoCRMEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    token_store: FileTokenStore,
+    action: str,
+    words: str,
+) -> None:
+    set_connection(monkeypatch, conn_env, max_attempts=2, timeout=0.3)
+    conn_env.backend.add_fault(Fault(endpoint="org", action=action, delay=1.0, times=5))
+    with pytest.raises(ZohoTransportError) as info:
+        ZohoCRMHook(token_store=token_store).get_org()
+    message = str(info.value)
+    assert words in message.lower() and "2 attempts" in message
+    assert requests_of(conn_env, "org") == 2
+    assert_no_secrets(message, conn_env)
+
+
+@pytest.fixture
+def unanswering_port() -> Iterator[int]:
+    """A port whose listen queue is full: the kernel drops new SYNs, so a connect times out (no sleep needed)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))  # non-blocking: EINPROGRESS, the SYN sits in the queue
+        fillers.append(filler)
+    yield port
+    for sock in [*fillers, listener]:
+        sock.close()
+
+
+@pytest.mark.parametrize("failure", ["tls", "connect_timeout"])
+def test_tls_and_connect_failures_name_the_cause(
+    emulator: ZohoCRMEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    token_store: FileTokenStore,
+    unanswering_port: int,
+    failure: str,
+) -> None:
+    port = int(emulator.url.rsplit(":", 1)[1])
+    api_domain, words = {
+        # https to the emulator's plain-http port: the TLS handshake fails
+        "tls": (f"https://127.0.0.1:{port}", "tls handshake"),
+        "connect_timeout": (f"http://127.0.0.1:{unanswering_port}", "connect timeout"),
+    }[failure]
+    set_connection(monkeypatch, emulator, max_attempts=2, connect_timeout=0.3, api_domain=api_domain)
+    with pytest.raises(ZohoTransportError) as info:
+        ZohoCRMHook(token_store=token_store).get_org()
+    message = str(info.value)
+    assert words in message.lower() and "2 attempts" in message, message
+    assert_no_secrets(message, emulator)
+
+
+def test_dns_failure_is_named() -> None:
+    """Pure: a real resolver failure (``.invalid`` never resolves, RFC 6761) is described as DNS."""
+    from airflow_provider_zohocrm.zoho.transport import describe_transport_error
+
+    with pytest.raises(requests.ConnectionError) as info:
+        requests.get("http://zoho-crm-test.invalid/", timeout=5)
+    text = describe_transport_error(info.value, "zoho-crm-test.invalid", (10.0, 60.0))
+    assert text.startswith("DNS lookup failed for zoho-crm-test.invalid") and "data_center" in text
+
+
+# -- Zoho rewords its NOT_ALLOWED messages (issue 9, finding 10) ------------------------------------------------
+
+
+def test_reworded_not_allowed_messages_over_http_keep_their_outcomes(
+    conn_env: ZohoCRMEmulator, token_store: FileTokenStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_zohocrm.zoho.unblock import UnblockReport
+
+    caplog.set_level(logging.WARNING)
+    result = seed_demo_org(conn_env.backend, n_bounced=60)
+    ids = result.bounced()
+    expected = {rid: expected_outcome(conn_env.backend, "Leads", rid) for rid in ids}
+    assert {"already_unblocked", "permanently_blocked", "limit_reached"} <= set(expected.values())
+    conn_env.backend.add_fault(Fault(endpoint="unblock_bulk", action="reworded"))
+    items = ZohoCRMHook(token_store=token_store).unblock_emails("Leads", ids, ["Email"])
+    assert any(i.get("message") == "EMAIL ALREADY UNBLOCKED." for i in items)  # the fault did reword
+    report = UnblockReport(module="Leads", unblock_fields=["Email"])
+    report.add_answer(ids, items)
+    got = {rid: o for o, rids in report.ids.items() for rid in rids}
+    assert got == expected
+    assert not [r for r in caplog.records if "does not recognise" in r.getMessage()]
+
+
+def test_unknown_not_allowed_wording_over_http_is_not_allowed_and_warned(
+    conn_env: ZohoCRMEmulator, token_store: FileTokenStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_zohocrm.testing.admin import UNKNOWN_WORDING
+    from airflow_provider_zohocrm.zoho.unblock import UnblockReport
+
+    caplog.set_level(logging.WARNING)
+    result = seed_demo_org(conn_env.backend, n_bounced=40)
+    ids = result.bounced()
+    refused = [rid for rid in ids if expected_outcome(conn_env.backend, "Leads", rid) != "unblocked"]
+    conn_env.backend.add_fault(Fault(endpoint="unblock_bulk", action="unknown_wording"))
+    items = ZohoCRMHook(token_store=token_store).unblock_emails("Leads", ids, ["Email"])
+    report = UnblockReport(module="Leads", unblock_fields=["Email"])
+    report.add_answer(ids, items)
+    assert sorted(report.ids["not_allowed"]) == sorted(refused)
+    warned = [r.getMessage() for r in caplog.records if "does not recognise" in r.getMessage()]
+    assert len(warned) == 1 and repr(UNKNOWN_WORDING) in warned[0] and f"{len(refused)} record" in warned[0]

@@ -44,7 +44,8 @@ def assert_partition(result: dict[str, Any], ids: list[str]) -> None:
 
 @pytest.fixture
 def org(conn_env: ZohoCRMEmulator, tmp_path, monkeypatch):
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # this test's own token file cache
+    # this test's own token file cache (TMPDIR set here would come too late: tempfile caches the temp dir)
+    monkeypatch.setenv("ZOHOCRM_TOKEN_CACHE_DIR", str(tmp_path / "token-cache"))
     return seed_demo_org(conn_env.backend, n_bounced=1200, n_clean=50)
 
 
@@ -246,3 +247,75 @@ def test_extra_link_opens_module_in_the_connections_data_center(
     op = UnblockEmailOperator(task_id="u", module="Contacts", record_ids=["1"])
     assert ZohoCRMModuleLink().get_link(op, ti_key=None) == f"{web}/crm/tab/Contacts"  # type: ignore[arg-type]
     assert emulator.backend.stats["requests"]["token"] == 0  # building a link calls nothing
+
+
+# -- issue 9, finding 3: a failed call leaves every id accounted for -------------------------------------------
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+@pytest.mark.parametrize("failing_call", [1, 3, 5], ids=["first", "middle", "last"])
+def test_failed_call_leaves_every_id_in_an_outcome_or_pending_with_its_reason(
+    conn_env: ZohoCRMEmulator, org, monkeypatch, parallel: int, failing_call: int
+) -> None:
+    set_connection(monkeypatch, conn_env, max_attempts=1)
+    ids = org.of("temporary")[:50]  # 5 batches of 10
+    conn_env.backend.add_fault(Fault(endpoint="unblock_bulk", action="500", on_call=failing_call))
+    ti = RecordingTI()
+    with pytest.raises(AirflowException, match="pending"):
+        UnblockEmailOperator(
+            task_id="u", module="Leads", record_ids=ids, batch_size=10, max_parallel_calls=parallel
+        ).execute({"ti": ti})  # type: ignore[arg-type]
+    partial = ti.xcom[REPORT_XCOM_KEY]
+    assert_partition(partial, ids)
+    assert set(partial["pending_reasons"]) == set(partial["pending"])
+    reasons = partial["pending_reasons"]
+    failed = [rid for rid, why in reasons.items() if why.startswith("unblock call failed")]
+    assert len(failed) == 10  # the failing batch
+    assert all(why.startswith(("unblock call failed", "not sent")) for why in reasons.values())
+    # the report agrees with Zoho's state: reported unblocked = unblocked once, pending = untouched
+    for rid in ids:
+        events = len(conn_env.backend.unblock_events("Leads", rid))
+        assert events == (1 if rid in partial["ids"]["unblocked"] else 0), rid
+    if parallel == 1:  # one after another: nothing is sent after the failure
+        assert unblock_calls(conn_env) == failing_call
+        assert sum(why.startswith("not sent") for why in reasons.values()) == (5 - failing_call) * 10
+        assert partial["counts"]["unblocked"] == (failing_call - 1) * 10
+
+
+# -- issue 9, finding 9: dry_run fails closed --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["ture", "dry", "maybe", "", "2", 2, None, ["true"]])
+def test_unrecognised_dry_run_is_refused_before_any_call(conn_env: ZohoCRMEmulator, org, value: Any) -> None:
+    with pytest.raises(AirflowFailException, match="dry_run"):
+        run(module="Leads", record_ids=org.of("temporary")[:3], dry_run=value)
+    assert unblock_calls(conn_env) == 0
+    assert conn_env.backend.stats["requests"]["token"] == 0
+    assert all(not conn_env.backend.unblock_events("Leads", rid) for rid in org.of("temporary")[:3])
+
+
+@pytest.mark.parametrize(
+    ("value", "dry"),
+    [
+        (True, True),
+        ("TRUE", True),
+        ("yes", True),
+        (" On ", True),
+        ("1", True),
+        (1, True),
+        (False, False),
+        ("False", False),
+        ("NO", False),
+        ("off", False),
+        ("0", False),
+        (0, False),
+    ],
+)
+def test_usual_dry_run_spellings_are_understood(
+    conn_env: ZohoCRMEmulator, org, value: Any, dry: bool
+) -> None:
+    ids = org.of("temporary")[:3]
+    result, _ = run(module="Leads", record_ids=ids, dry_run=value)
+    assert result["dry_run"] is dry
+    assert unblock_calls(conn_env) == (0 if dry else 1)
+    assert sorted(result["ids"]["unblocked"]) == ([] if dry else sorted(ids))

@@ -221,3 +221,30 @@ def test_airflow_itself_prints_masked_secrets_at_debug_log_level(
     audit.watch(emulator)
     audit.add_output(output)
     audit.check()
+
+
+def test_hook_refuses_to_load_without_airflows_secret_masker(tmp_path: Path) -> None:
+    """apache-airflow-providers-common-compat < 1.22 has no ``mask_secret`` in its ``sdk`` module: the hook must
+    fail at import, naming the fix, instead of running with secrets silently unmasked."""
+    import subprocess
+    import sys
+
+    # An old common-compat, as far as the hook can tell: the real sdk module without mask_secret.
+    code = (
+        "import sys, types, airflow.providers.common.compat.sdk as real\n"
+        "old = types.ModuleType(real.__name__)\n"
+        "old.__dict__.update({k: v for k, v in vars(real).items() if k != 'mask_secret'})\n"
+        "def lookup(name):\n"
+        "    if name == 'mask_secret':\n"
+        "        raise AttributeError(name)\n"
+        "    return getattr(real, name)\n"
+        "old.__getattr__ = lookup\n"
+        "sys.modules[real.__name__] = old\n"
+        "import airflow_provider_zohocrm.hooks.zohocrm\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode != 0, "the hook imported without a secret masker"
+    assert "ImportError" in result.stderr
+    assert "apache-airflow-providers-common-compat>=1.22.0" in result.stderr

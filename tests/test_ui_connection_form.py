@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_zohocrm import DATA_CENTER_CHOICES
+from airflow_provider_zohocrm import DATA_CENTER_CHOICES, get_provider_info
 from airflow_provider_zohocrm.testing import EmulatorBackend, ZohoCRMEmulator, airflow_cli, seed_demo_org
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -99,8 +99,20 @@ def test_hook_meta_describes_the_zohocrm_form(api_server: str) -> None:
         assert "format" not in extra[name]["schema"], name  # only the refresh token is a secret
 
     std = meta["standard_fields"]
-    assert std["login"] == {"hidden": False, "title": "Client ID", "placeholder": std["login"]["placeholder"]}
+    # The literal values our provider info declares (not the answer compared with itself).
+    placeholders = get_provider_info()["connection-types"][0]["ui-field-behaviour"]["placeholders"]
+    assert placeholders["login"] == "1000.XXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+    assert std["login"] == {
+        "hidden": False,
+        "title": "Client ID",
+        "placeholder": "1000.XXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+    }
     assert std["password"]["title"] == "Client secret" and not std["password"]["hidden"]
+    assert (
+        std["password"]["placeholder"]
+        == "Client secret from api-console.zoho.com"
+        == placeholders["password"]
+    )
     for name in ("host", "port", "url_schema"):  # url_schema is the connection's "schema" field
         assert std[name]["hidden"] is True, (name, std[name])
     # "extra" has no entry in hook_meta: 3.3's UI always offers the "Extra Fields JSON" editor (see README).
@@ -166,14 +178,14 @@ def test_add_connection_form_in_chromium(api_server: str, emulator: ZohoCRMEmula
             page.get_by_role("option", name="eu", exact=True).click()
             expect(dialog.locator("input[name='element_data_center']")).to_have_value("eu")
             data_center.click()
-            page.get_by_role("option", name=conn["extra"]["data_center"], exact=True).click()
+            page.get_by_role("option", name=conn["extra"].get("data_center", "us"), exact=True).click()
             expect(dialog.locator("input[name='element_data_center']")).to_have_value(
-                conn["extra"]["data_center"]
+                conn["extra"].get("data_center", "us")
             )
 
             expect(dialog.get_by_role("combobox", name="API version")).to_be_visible()
             expect(dialog.locator("input[name='element_api_version']")).to_have_value(
-                conn["extra"]["api_version"]
+                conn["extra"].get("api_version", "v8")
             )
             dialog.locator("input[name='element_accounts_url']").fill(conn["extra"]["accounts_url"])
             dialog.locator("input[name='element_api_domain']").fill(conn["extra"]["api_domain"])
@@ -215,8 +227,9 @@ def test_add_connection_form_in_chromium(api_server: str, emulator: ZohoCRMEmula
     assert saved["password"] == "***" and not saved["host"] and saved["port"] is None
     extra = json.loads(saved["extra"])
     assert extra["refresh_token"] == "***"
+    expected = {"data_center": "us", "api_version": "v8", **conn["extra"]}  # the form saves the defaults too
     for key in ("data_center", "api_version", "accounts_url", "api_domain"):
-        assert extra[key] == conn["extra"][key], key
+        assert extra[key] == expected[key], key
 
     assert screenshot.stat().st_size > 10_000
     if target := os.environ.get("ZOHOCRM_UI_SCREENSHOT"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -12,7 +13,7 @@ from airflow.providers.http.hooks.http import HttpHook
 
 from airflow_provider_zohocrm import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_zohocrm.hooks.token_store import AirflowVariableTokenStore
-from airflow_provider_zohocrm.zoho.auth import OAuthCredentials, TokenManager, TokenStore
+from airflow_provider_zohocrm.zoho.auth import FileTokenStore, OAuthCredentials, TokenManager, TokenStore
 from airflow_provider_zohocrm.zoho.client import RetryPolicy, ZohoCRMClient
 from airflow_provider_zohocrm.zoho.datacenters import (
     API_VERSIONS,
@@ -20,17 +21,23 @@ from airflow_provider_zohocrm.zoho.datacenters import (
     Endpoints,
     resolve_endpoints,
 )
+from airflow_provider_zohocrm.zoho.emails import BounceCheck, CallBudget, check_bounce, iter_emails
 from airflow_provider_zohocrm.zoho.errors import ZohoConfigError, ZohoCRMError
+from airflow_provider_zohocrm.zoho.views import CustomView, list_custom_views, resolve_view
+
+try:  # at import: running without Airflow's secret masker would leave secrets unmasked in task logs
+    from airflow.providers.common.compat.sdk import mask_secret as _airflow_mask_secret
+except ImportError as exc:  # common-compat < 1.22.0 has no mask_secret in its sdk module
+    raise ImportError(
+        "airflow-provider-zohocrm needs Airflow's secret masker (mask_secret in"
+        " airflow.providers.common.compat.sdk): install apache-airflow-providers-common-compat>=1.22.0."
+    ) from exc
 
 
 def _mask_secret(value: str) -> None:
-    """Register a secret with Airflow's log masker (a no-op where Airflow's masker is unavailable)."""
-    try:
-        from airflow.providers.common.compat.sdk import mask_secret
-    except ImportError:  # pragma: no cover
-        return
+    """Register a secret with Airflow's log masker, so task logs show ``***`` instead."""
     if value:
-        mask_secret(value)
+        _airflow_mask_secret(value)
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,9 @@ class ZohoConnectionSettings:
     api_version: str
     timeout: tuple[float, float]
     retry: RetryPolicy
+    #: extra ``token_cache_dir``: the machine-local token cache (default ``$ZOHOCRM_TOKEN_CACHE_DIR``, else the
+    #: temp dir); it must be a 0700 directory of the worker's user
+    token_cache_dir: str | None = None
 
     @classmethod
     def from_connection(cls, conn: Any) -> ZohoConnectionSettings:
@@ -86,6 +96,7 @@ class ZohoConnectionSettings:
             api_version=api_version,
             timeout=(connect_timeout, timeout),
             retry=retry,
+            token_cache_dir=str(extra.get("token_cache_dir") or "").strip() or None,
         )
 
 
@@ -165,7 +176,9 @@ class ZohoCRMHook(HttpHook):
             settings.credentials,
             settings.endpoints,
             self.session,
-            store=self._token_store if self._token_store is not None else AirflowVariableTokenStore(),
+            store=self._token_store
+            if self._token_store is not None
+            else AirflowVariableTokenStore(FileTokenStore(settings.token_cache_dir)),
             timeout=settings.timeout,
             on_secret=_mask_secret,
         )
@@ -207,16 +220,76 @@ class ZohoCRMHook(HttpHook):
     def get_org(self) -> dict[str, Any]:
         return self.client.get_org()
 
+    def iter_emails(self, module: str, record_id: str) -> Iterator[dict[str, Any]]:
+        """Every email of a record (its Emails related list, ten per call), in Zoho's order."""
+        return iter_emails(self.client, module, record_id)
+
+    def check_bounce(
+        self,
+        module: str,
+        record_id: str,
+        *,
+        now: datetime | None = None,
+        min_hours_since_bounce: float = 0,
+        budget: CallBudget | None = None,
+    ) -> BounceCheck:
+        """Whether the record's latest email bounced, and how (reads only as many pages as needed)."""
+        return check_bounce(
+            self.client,
+            module,
+            record_id,
+            now=now,
+            min_hours_since_bounce=min_hours_since_bounce,
+            budget=budget,
+        )
+
+    def list_custom_views(self, module: str) -> list[CustomView]:
+        """The custom views of ``module`` (id, name, display_value, system_name, category, default)."""
+        return list_custom_views(self.client, module)
+
+    def resolve_view(self, module: str, name_or_id: str) -> CustomView:
+        """A view by id or by the name shown in the CRM; an unknown name raises, listing the views that exist."""
+        return resolve_view(self.client, module, name_or_id)
+
+    def add_tags(
+        self, module: str, record_ids: Sequence[str], tags: Sequence[str] | str
+    ) -> list[dict[str, Any]]:
+        """Tag records (≤ 500 per call, existing tags kept); one ``{"id", "outcome", "code", "message"}`` per id.
+
+        Only bad input raises; a failed call gives its ids outcome ``error`` (see :func:`~.zoho.tags.tag_records`).
+        """
+        from airflow_provider_zohocrm.zoho.tags import add_tags
+
+        return add_tags(self.client, module, record_ids, tags)
+
     def test_connection(self) -> tuple[bool, str]:
-        """Prove credentials, data center and API domain with one cheap call (the org's details)."""
+        """Prove credentials, data center and API domain with one cheap call (the org's details), and compare
+        the scopes Zoho granted with what the job needs: a missing scope fails the test, with its fix."""
+        from airflow_provider_zohocrm.preflight import connection_checks
+
         try:
-            org = self.get_org()
+            report = connection_checks(self)
         except ZohoCRMError as exc:
             return False, str(exc)
         except Exception as exc:
             return False, f"{type(exc).__name__}: {exc}"
-        name = org.get("company_name") or org.get("id") or "the org"
-        return True, f"Connected to Zoho CRM org {name!r} at {self.tokens.get_token().api_domain}."
+        return report.ok, report.summary()
+
+    # -- HttpHook's generic request helpers: refused ------------------------------------------------------------
+    # They would send a request to the connection's base URL (the accounts server) with no access token, no
+    # data-center routing, no retry policy and no answer classification. The hook's methods above are the API.
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise _not_for_zoho("run")
+
+    def run_with_advanced_retry(self, *args: Any, **kwargs: Any) -> Any:
+        raise _not_for_zoho("run_with_advanced_retry")
+
+    def run_and_check(self, *args: Any, **kwargs: Any) -> Any:
+        raise _not_for_zoho("run_and_check")
+
+    def check_response(self, *args: Any, **kwargs: Any) -> None:
+        raise _not_for_zoho("check_response")
 
     # -- connection form (Airflow 3.0/3.1; 3.2+ reads the same definitions from the provider info) -------------
 
@@ -276,6 +349,15 @@ class ZohoCRMHook(HttpHook):
             "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
             "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
         }
+
+
+def _not_for_zoho(method: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"ZohoCRMHook.{method}() is HttpHook's generic request helper and is not supported: it would call the"
+        " accounts server without an access token. Use the hook's Zoho methods (unblock_emails, unblock_email,"
+        " iter_records, iter_coql, get_org, test_connection), or hook.client.request(method, path) for any"
+        " other Zoho CRM API call (token, data center, retries and error handling included)."
+    )
 
 
 def _user_agent() -> str:

@@ -8,9 +8,13 @@ from .seed import (
     BOUNCE_STATUS_FIELD,
     BOUNCED_VIEW_ID,
     CONTACTS_BOUNCED_VIEW_ID,
+    EMAIL_EXPECTED,
+    EMAIL_KINDS,
+    Seeded,
     SeedResult,
     expected_outcome,
     seed_demo_org,
+    seed_email_org,
     seed_module,
 )
 from .server import ZohoCRMEmulator
@@ -19,6 +23,8 @@ __all__ = [
     "BOUNCED_VIEW_ID",
     "BOUNCE_STATUS_FIELD",
     "CONTACTS_BOUNCED_VIEW_ID",
+    "EMAIL_EXPECTED",
+    "EMAIL_KINDS",
     "EmailState",
     "EmulatorBackend",
     "EmulatorConfig",
@@ -26,8 +32,10 @@ __all__ = [
     "Record",
     "Reply",
     "SeedResult",
+    "Seeded",
     "ZohoCRMEmulator",
     "expected_outcome",
     "seed_demo_org",
+    "seed_email_org",
     "seed_module",
 ]

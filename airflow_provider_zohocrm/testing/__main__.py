@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import signal
 import sys
 import threading
@@ -13,8 +15,24 @@ from .seed import seed_demo_org
 from .server import ZohoCRMEmulator
 
 
+def shell_lines(emulator: ZohoCRMEmulator, conn_id: str = "zohocrm_default") -> list[str]:
+    """What the command prints, every line safe to paste into a POSIX shell: the connection as an ``export``
+    (quoted with ``shlex.quote``) first, then comments naming the URL and each demo view's id and name."""
+    name, value = emulator.connection_env(conn_id)
+    lines = [
+        f"export {name}={shlex.quote(value)}",
+        f"# Zoho CRM emulator at {emulator.url} (Ctrl-C stops it)",
+    ]
+    backend = emulator.backend
+    for module in ("Leads", "Contacts"):
+        for view in backend.views_of(module):
+            if not view.system_defined:
+                lines.append(f"# view on {module}: {json.dumps(view.name)} (id {view.cvid})")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Start the emulator, print the Airflow connection line for the caller to export, serve."""
+    """Start the emulator, print the ``export`` line for the connection and the demo views, serve."""
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_zohocrm.testing",
         description="Zoho CRM emulator serving a seeded demo org",
@@ -44,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     with ZohoCRMEmulator(backend, port=args.port, host=args.host, verbose=args.verbose) as emulator:
-        name, value = emulator.connection_env()
-        sys.stdout.write(f"{name}={value}\n")
+        sys.stdout.write("".join(f"{line}\n" for line in shell_lines(emulator)))
         sys.stdout.flush()
         while not stop.wait(0.5):
             pass

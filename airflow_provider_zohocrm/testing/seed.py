@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .backend import ID_BASE, EmailState, EmulatorBackend, Record
+from .emails import bounced, delivered, opened, sent
 
 #: cvid of the "Bounced leads" custom view (every Lead with any blocked email field).
 BOUNCED_VIEW_ID = "6000000031001"
@@ -14,6 +15,9 @@ BOUNCED_VIEW_ID = "6000000031001"
 CONTACTS_BOUNCED_VIEW_ID = "6000000031003"
 #: Custom field an org maintains itself; usable in COQL (``where Email_Bounce_Status = 'Temporary'``).
 BOUNCE_STATUS_FIELD = "Email_Bounce_Status"
+
+_DAY = 86_400.0
+_HOUR = 3_600.0
 
 #: Record kinds and their share of the bounced records.
 BOUNCED_MIX: dict[str, float] = {
@@ -36,6 +40,8 @@ class SeedResult:
     """Ids created per module and kind, so tests can pick records by expected behaviour."""
 
     ids: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: Per module: the ``temporary`` records given a fresh (3 h old) bounce in their Emails list.
+    recent_ids: dict[str, list[str]] = field(default_factory=dict)
 
     def of(self, kind: str, module: str = "Leads") -> list[str]:
         """Ids of one kind (``temporary``, ``permanent``, ``limit``, ``locked``, ``secondary``,
@@ -45,6 +51,10 @@ class SeedResult:
     def bounced(self, module: str = "Leads") -> list[str]:
         """Every id the module's bounced view lists at seed time, in id order."""
         return sorted((i for k in BOUNCED_MIX for i in self.of(k, module)), key=int)
+
+    def recent(self, module: str = "Leads") -> list[str]:
+        """``temporary`` ids whose bounce is 3 h old (``deferred`` under ``min_hours_since_bounce=24``)."""
+        return self.recent_ids.get(module, [])
 
 
 def _kind_counts(n_bounced: int, n_clean: int) -> list[str]:
@@ -119,6 +129,13 @@ def seed_module(
         records.append(Record(rid, fields, email, locked))
         out[kind].append(rid)
     backend.add_records(mod.name, records)
+    backend.add_field(
+        mod.name,
+        BOUNCE_STATUS_FIELD,
+        "picklist",
+        field_label="Email Bounce Status",
+        pick_list_values=["Temporary", "Permanent"],
+    )
     return out
 
 
@@ -133,16 +150,39 @@ def seed_demo_org(
     n_clean: int | None = None,
     n_contacts_bounced: int | None = None,
     seed: int = 42,
+    recent_every: int = 10,
 ) -> SeedResult:
-    """A realistic org: bounced + clean Leads, some Contacts, and the two bounced custom views.
+    """A realistic org: bounced + clean Leads and Contacts with Emails lists, and the two bounced views.
 
     Defaults: ``n_clean = max(5, n_bounced // 10)``; ``n_contacts_bounced = max(6, n_bounced // 10)``.
+    Every record's Emails list agrees with its block state (derived, see ``emails.derived_history``); in each
+    module every ``recent_every``-th ``temporary`` record (at least one where there are two; 0: none) bounced
+    only 3 hours ago instead (:meth:`SeedResult.recent`), so that ``verify="emails"`` with
+    ``min_hours_since_bounce=24`` defers it.
     """
     clean = max(5, n_bounced // 10) if n_clean is None else n_clean
     contacts = max(6, n_bounced // 10) if n_contacts_bounced is None else n_contacts_bounced
     result = SeedResult()
     result.ids["Leads"] = seed_module(backend, "Leads", n_bounced, clean, seed)
     result.ids["Contacts"] = seed_module(backend, "Contacts", contacts, max(2, contacts // 5), seed)
+    if recent_every > 0:
+        now = backend.now()
+        for module, kinds in result.ids.items():
+            temporary = sorted(kinds["temporary"], key=int)
+            recent = temporary[recent_every - 1 :: recent_every] or temporary[1:2]
+            for rid in recent:
+                address = backend.record(module, rid)["fields"].get("Email") or f"{rid}@example.com"
+                backend.add_email(
+                    module, rid, sent_at=now - 20 * _DAY, status=[sent(), delivered()], to=address
+                )
+                backend.add_email(
+                    module,
+                    rid,
+                    sent_at=now - 3 * _HOUR - 60,
+                    status=[sent(), bounced(now - 3 * _HOUR)],
+                    to=address,
+                )
+            result.recent_ids[module] = recent
     backend.add_view("Leads", BOUNCED_VIEW_ID, "Bounced leads", criteria=_is_bounced)
     backend.add_view("Contacts", CONTACTS_BOUNCED_VIEW_ID, "Bounced contacts", criteria=_is_bounced)
     return result
@@ -156,3 +196,161 @@ def expected_outcome(
     (locked / no such field)."""
     outcome = backend.predict_unblock(module, record_id, fields)
     return "not_allowed" if outcome in ("locked", "field_not_available") else outcome
+
+
+# -------------------------------------------------------------------------------------------- email histories
+
+#: Kinds :func:`seed_email_org` creates, each a record whose Emails list and block state agree.
+EMAIL_KINDS = (
+    "never_bounced",  # delivered and opened mail only
+    "recent_soft",  # soft bounce 2 h ago, temporarily blocked
+    "old_soft",  # soft bounce 10 days ago, temporarily blocked
+    "soft_unblocked_since",  # soft bounce 20 days ago, unblocked, delivered 5 days ago
+    "hard",  # hard bounce 7 days ago, permanently blocked
+    "deep_soft",  # 14 emails: latest (page 1) a soft bounce 3 days ago, two older soft bounces on page 2
+    "buried_soft",  # soft bounce 6 days ago behind 12 newer *received* emails: the bounce is on page 2
+    "limit",  # soft bounce 4 days ago after 5 earlier bounce/unblock rounds: unblock limit reached
+    "no_emails",  # an address but no email at all: the list answers 204
+    "expired",  # soft bounce 120 days ago, still blocked: beyond Zoho's 100-day retention, the list is empty
+    "unknown_category",  # soft bounce 5 days ago with a category no client knows ("Quarantined")
+)
+#: Outcome each kind must end in, per verify mode: ``"none"`` (today's unblock answers), ``"emails"`` (with
+#: ``min_hours_since_bounce=24``) and ``"sweep"`` (every candidate sent to unblock; "already unblocked" means
+#: ``not_blocked``). ``expired`` shows what verify="emails" cannot see: Zoho no longer lists the bounce.
+EMAIL_EXPECTED: dict[str, dict[str, str]] = {
+    "never_bounced": {"none": "already_unblocked", "emails": "not_blocked", "sweep": "not_blocked"},
+    "recent_soft": {"none": "unblocked", "emails": "deferred", "sweep": "unblocked"},
+    "old_soft": {"none": "unblocked", "emails": "unblocked", "sweep": "unblocked"},
+    "soft_unblocked_since": {"none": "already_unblocked", "emails": "not_blocked", "sweep": "not_blocked"},
+    "hard": {"none": "permanently_blocked", "emails": "permanently_blocked", "sweep": "permanently_blocked"},
+    "deep_soft": {"none": "unblocked", "emails": "unblocked", "sweep": "unblocked"},
+    "buried_soft": {"none": "unblocked", "emails": "unblocked", "sweep": "unblocked"},
+    "limit": {"none": "limit_reached", "emails": "limit_reached", "sweep": "limit_reached"},
+    "no_emails": {"none": "already_unblocked", "emails": "not_blocked", "sweep": "not_blocked"},
+    "expired": {"none": "unblocked", "emails": "not_blocked", "sweep": "unblocked"},
+    "unknown_category": {"none": "unblocked", "emails": "unblocked", "sweep": "unblocked"},
+}
+UNKNOWN_CATEGORY = "Quarantined"
+
+#: (sent_at offset before now in seconds, status list, subject, source) of one seeded email.
+_Mail = tuple[float, list[dict[str, object]], str, str]
+
+
+@dataclass
+class Seeded:
+    """Ids created by :func:`seed_email_org`, per kind, with the outcome each must end in."""
+
+    module: str
+    ids: dict[str, list[str]] = field(default_factory=dict)
+
+    def of(self, kind: str) -> list[str]:
+        """Ids of one kind (see :data:`EMAIL_KINDS`)."""
+        if kind not in EMAIL_EXPECTED:
+            raise KeyError(f"unknown kind {kind!r}; expected one of {EMAIL_KINDS}")
+        return self.ids.get(kind, [])
+
+    def all_ids(self) -> list[str]:
+        """Every seeded id, in id order."""
+        return sorted((i for ids in self.ids.values() for i in ids), key=int)
+
+    def expected_outcomes(self, mode: str = "emails") -> dict[str, str]:
+        """``{id: outcome}`` under a verify mode (``none``, ``emails`` with 24 h policy, ``sweep``)."""
+        if mode not in ("none", "emails", "sweep"):
+            raise ValueError(f"unknown verify mode {mode!r}")
+        return {rid: EMAIL_EXPECTED[kind][mode] for kind, ids in self.ids.items() for rid in ids}
+
+
+def _received(at: float, n: int) -> _Mail:
+    return (at, [], f"Re: your quote ({n})", "user_emails")
+
+
+def _history(kind: str, now: float) -> tuple[str | None, int, list[_Mail]]:
+    """(blocked, unblock_count, emails as offsets before ``now``) of one kind."""
+    d, h = _DAY, _HOUR
+
+    def soft(
+        age: float, subject: str = "Your quote", category: str | None = None, sub: str | None = None
+    ) -> _Mail:
+        status = [sent(), bounced(now - age + 60, category=category, sub_category=sub)]
+        return (age, status, subject, "sent_from_crm")
+
+    def ok(age: float, subject: str = "Newsletter", read: bool = False) -> _Mail:
+        status = [sent(), delivered()] + ([opened(now - age + h)] if read else [])
+        return (age, status, subject, "sent_from_crm")
+
+    if kind == "never_bounced":
+        return None, 0, [ok(25 * d, "Welcome", read=True), ok(12 * d), ok(1 * d, "Your quote", read=True)]
+    if kind == "recent_soft":
+        return "temporary", 0, [ok(20 * d), soft(2 * h + 60)]
+    if kind == "old_soft":
+        return "temporary", 0, [ok(40 * d), soft(10 * d)]
+    if kind == "soft_unblocked_since":
+        return None, 1, [ok(30 * d), soft(20 * d), ok(5 * d, "Your quote", read=True)]
+    if kind == "hard":
+        hard = (7 * d, [sent(), bounced(now - 7 * d + 60, permanent=True)], "Your quote", "sent_from_crm")
+        return "permanent", 0, [ok(15 * d), hard]
+    if kind == "deep_soft":
+        mails = [ok(55 * d), soft(50 * d, "Offer"), ok(45 * d), soft(40 * d, "Offer")]
+        mails += [ok(age * d, read=age % 2 == 0) for age in (29, 26, 23, 20, 17, 14, 11, 8, 5)]
+        return "temporary", 2, [*mails, soft(3 * d)]
+    if kind == "buried_soft":
+        mails = [ok(20 * d), soft(6 * d)]
+        return "temporary", 0, mails + [_received((5.5 - i * 0.4) * d, i + 1) for i in range(12)]
+    if kind == "limit":
+        mails = []
+        for age in (80, 70, 60, 50, 40):
+            mails += [soft(age * d, "Offer"), ok((age - 3) * d)]
+        return "temporary", 5, [*mails, soft(4 * d)]
+    if kind == "no_emails":
+        return None, 0, []
+    if kind == "expired":
+        return "temporary", 0, [ok(130 * d), soft(120 * d)]
+    if kind == "unknown_category":
+        return (
+            "temporary",
+            0,
+            [ok(20 * d), soft(5 * d, category=UNKNOWN_CATEGORY, sub="Policy hold")],
+        )
+    raise KeyError(f"unknown kind {kind!r}; expected one of {EMAIL_KINDS}")
+
+
+def seed_email_org(
+    backend: EmulatorBackend,
+    module: str = "Leads",
+    counts: Mapping[str, int] | None = None,
+    seed: int = 0,
+) -> Seeded:
+    """Add records of each kind (default: one of each in :data:`EMAIL_KINDS`) with explicit Emails lists.
+
+    Times are relative to the emulator's clock now; advancing it ages every email (and past 100 days Zoho's
+    retention hides them). Kinds are shuffled so a large seed interleaves them, as a real org would.
+    """
+    wanted = dict.fromkeys(EMAIL_KINDS, 1) if counts is None else dict(counts)
+    for kind in wanted:
+        if kind not in EMAIL_EXPECTED:
+            raise KeyError(f"unknown kind {kind!r}; expected one of {EMAIL_KINDS}")
+    order = [k for k, n in wanted.items() for _ in range(n)]
+    random.Random(f"{seed}:{module}:emails").shuffle(order)
+    mod = backend.module(module)
+    if mod is None:
+        raise KeyError(f"unknown module {module!r}")
+    now = backend.now()
+    result = Seeded(mod.name, {k: [] for k in wanted})
+    for n, kind in enumerate(order):
+        blocked, count, mails = _history(kind, now)
+        first, last = _FIRST[n % len(_FIRST)], _LAST[(n // len(_FIRST)) % len(_LAST)]
+        address = f"{first.lower()}.{last.lower()}.{kind}.{n}@{_DOMAINS[n % 3]}"
+        rid = backend.add_record(
+            mod.name,
+            fields={"First_Name": first, "Last_Name": last, "Full_Name": f"{first} {last}", "Email": address},
+            email_blocked=blocked,
+            email_unblock_count=count,
+        )
+        if not mails:
+            backend.set_no_emails(mod.name, rid)
+        for age, status, subject, source in sorted(mails, key=lambda m: -m[0]):
+            backend.add_email(
+                mod.name, rid, sent_at=now - age, status=status, subject=subject, to=address, source=source
+            )
+        result.ids[kind].append(rid)
+    return result

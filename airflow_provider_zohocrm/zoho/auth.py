@@ -6,24 +6,31 @@ machines), so a token obtained by one task must be reused by the others: :class:
 process memory, then in a :class:`TokenStore` that every process of the deployment can read, and asks Zoho only
 when neither holds a token that is fresh for a while yet. What goes into a store is encrypted with a key derived
 from the connection's own secrets, so the store never holds a usable token in clear.
+
+The protocol (what is atomic, what is best effort, the worst case in grants) is written down in
+``docs/ARCHITECTURE.md``, section "Token sharing protocol".
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import random
+import stat
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, cast
+from urllib.parse import urlsplit
 
 import requests
 from cryptography.fernet import Fernet, InvalidToken
@@ -32,9 +39,11 @@ from requests.auth import AuthBase
 from airflow_provider_zohocrm.zoho.datacenters import Endpoints, check_token_api_domain
 from airflow_provider_zohocrm.zoho.errors import (
     ZohoAuthError,
+    ZohoConfigError,
     ZohoInvalidClientError,
     ZohoRefreshTokenError,
     ZohoResponseError,
+    ZohoServerError,
     ZohoTokenThrottledError,
     ZohoTransportError,
 )
@@ -48,6 +57,33 @@ THROTTLE_BACKOFF_SECONDS = 600.0
 REFUSAL_MEMORY_SECONDS = 600.0
 #: Refresh this long before expiry, so a token never expires in the middle of a task's batches.
 DEFAULT_REFRESH_MARGIN_SECONDS = 300.0
+#: Each TokenManager (each task) draws its margin from [margin * (1 - jitter), margin], so that the tasks of a
+#: long run do not all reach the margin at the same instant.
+REFRESH_MARGIN_JITTER = 0.5
+#: A token is used (while one process refreshes it) until this many seconds before it expires.
+USABLE_FLOOR_SECONDS = 30.0
+#: Attempts of one token POST; only failures that cannot have reached Zoho are retried (see ``_post``).
+GRANT_ATTEMPTS = 3
+#: Environment variable naming the machine-local token cache directory (overrides the temp-dir default).
+TOKEN_CACHE_DIR_ENV = "ZOHOCRM_TOKEN_CACHE_DIR"  # noqa: S105 - a variable name, not a secret
+
+LeaseStatus = Literal["held", "busy", "changed", "unavailable"]
+
+
+def grant_backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt + 1`` of a token POST."""
+    return min(8.0, 0.5 * 2.0**attempt)
+
+
+def worst_case_grant_seconds(timeout: float | tuple[float, float], attempts: int = GRANT_ATTEMPTS) -> float:
+    """The longest one grant can take: every attempt runs into its connect + read timeout, plus the backoffs.
+
+    ``TokenManager._post`` never starts an attempt that could end past this budget, so a lease held for this
+    long (plus the time to save the result) outlasts the grant it protects."""
+    connect, read = (timeout, timeout) if isinstance(timeout, int | float) else timeout
+    return float(
+        attempts * (float(connect) + float(read)) + sum(grant_backoff(a) for a in range(attempts - 1))
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +116,8 @@ class AccessToken:
     api_domain: str
     expires_at: float
     scope: str = ""
+    #: when it was granted (0 = unknown: a state written by an older version); gives the token's lifetime
+    issued_at: float = 0.0
 
     def __repr__(self) -> str:
         return f"AccessToken(value='***', api_domain={self.api_domain!r}, expires_at={self.expires_at:.0f})"
@@ -87,9 +125,18 @@ class AccessToken:
     def fresh_for(self, seconds: float, now: float | None = None) -> bool:
         return self.expires_at - (time.time() if now is None else now) > seconds
 
+    @property
+    def lifetime(self) -> float:
+        return self.expires_at - self.issued_at if self.issued_at else 3600.0
+
 
 class TokenStore(Protocol):
-    """Somewhere processes share the (encrypted) token state of a connection."""
+    """Somewhere processes share the (encrypted) token state of a connection.
+
+    A store may also offer ``try_lock(key)`` (the lock without waiting, yielding whether it was taken),
+    ``load_local(key)`` (a cheap machine-local read) and ``lease(key, hold_seconds=, wait=)`` (a cross-machine
+    lease yielding a :data:`LeaseStatus`); :class:`TokenManager` uses them when present.
+    """
 
     def load(self, key: str) -> str | None:
         """The blob saved under ``key``, or ``None``."""
@@ -120,34 +167,87 @@ class NullTokenStore:
         return contextlib.nullcontext()
 
 
+def default_token_cache_dir() -> Path:
+    """``$ZOHOCRM_TOKEN_CACHE_DIR``, else ``<temp dir>/airflow-zohocrm-<uid>``."""
+    configured = os.environ.get(TOKEN_CACHE_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / f"airflow-zohocrm-{os.getuid()}"
+
+
+def ensure_private_directory(directory: Path) -> Path:
+    """Create ``directory`` with mode 0700, or accept an existing one only if it is a real directory (not a
+    symlink) owned by this user with mode 0700. On a shared ``/tmp`` anyone can create the default path first;
+    using such a directory would let them read or swap the token cache."""
+    try:
+        directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(directory)
+    fix = (
+        f" Remove it or point the cache elsewhere: connection extra 'token_cache_dir' or ${TOKEN_CACHE_DIR_ENV}"
+        " (a directory only this user can reach, mode 0700)."
+    )
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise ZohoConfigError(f"Zoho token cache directory {directory} is not a plain directory.{fix}")
+    if info.st_uid != os.getuid():
+        raise ZohoConfigError(
+            f"Zoho token cache directory {directory} belongs to uid {info.st_uid}, not to this user"
+            f" (uid {os.getuid()}).{fix}"
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode != 0o700:
+        raise ZohoConfigError(
+            f"Zoho token cache directory {directory} has mode {mode:04o}; it must be 0700"
+            f" (chmod 700 {directory}).{fix}"
+        )
+    return directory
+
+
 class FileTokenStore:
     """Shares tokens between processes of one machine through files, serialised by ``flock``.
 
     On its own it serves the LocalExecutor and scripts; the hook puts it under the Airflow Variable store so
-    that processes of one machine also refresh one at a time when tasks run on many machines.
+    that processes of one machine also refresh one at a time when tasks run on many machines. The directory must
+    be private (see :func:`ensure_private_directory`); no file in it is opened through a symlink.
     """
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
-        default = Path(tempfile.gettempdir()) / f"airflow-zohocrm-{os.getuid()}"
-        self.directory = Path(directory) if directory else default
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = ensure_private_directory(Path(directory) if directory else default_token_cache_dir())
 
     def _path(self, key: str, suffix: str) -> Path:
         return self.directory / f"{key}.{suffix}"
 
+    def _open(self, path: Path, flags: int) -> int:
+        try:
+            return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ZohoConfigError(
+                    f"Zoho token cache file {path} is a symlink; refusing to follow it."
+                ) from None
+            raise
+
     def load(self, key: str) -> str | None:
         try:
-            return self._path(key, "token").read_text()
+            fd = self._open(self._path(key, "token"), os.O_RDONLY)
         except FileNotFoundError:
             return None
+        with os.fdopen(fd) as fh:
+            return fh.read()
+
+    load_local = load
 
     def save(self, key: str, blob: str) -> None:
         path = self._path(key, "token")
         tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a leftover of a killed process (never a file we follow: unlink removes the link)
+        fd = self._open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         with os.fdopen(fd, "w") as fh:
             fh.write(blob)
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # replaces a symlink itself, never its target
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -155,12 +255,29 @@ class FileTokenStore:
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        fd = os.open(self._path(key, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._open(self._path(key, "lock"), os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def try_lock(self, key: str) -> Iterator[bool]:
+        """The lock if nobody on this machine holds it; yields whether it was taken (never waits)."""
+        fd = self._open(self._path(key, "lock"), os.O_RDWR | os.O_CREAT)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
             os.close(fd)
 
 
@@ -172,15 +289,27 @@ class TokenStats:
     shared_hits: int = 0
     memory_hits: int = 0
     invalidations: int = 0
+    #: refreshes started while the current token still worked (single-flight: at most one process at a time)
+    early_refreshes: int = 0
+    #: times this process used a still-working token because another process was refreshing it, or because a
+    #: refresh was throttled or failed
+    kept_tokens: int = 0
+
+
+class GrantNotAnsweredError(ZohoTransportError):
+    """The token POST reached Zoho (or may have) but no answer came back; not retried, since Zoho may have
+    minted a token that counts against its 10 per 10 minutes."""
 
 
 class TokenManager:
-    """Hands out a fresh access token, asking Zoho as rarely as Zoho's limits require.
+    """Hands out a working access token, asking Zoho as rarely as Zoho's limits require.
 
-    Order: process memory → shared store (under the store's lock) → the refresh-token grant. A token is
-    refreshed ``refresh_margin`` seconds before it expires. A token Zoho rejects is dropped everywhere. A
-    throttled refresh raises :class:`ZohoTokenThrottledError` at once, and the throttle is remembered in the
-    store so that parallel tasks fail fast instead of making the throttle last longer.
+    Order: process memory → shared store → the refresh-token grant. A token is refreshed in its last
+    ``refresh_margin`` seconds (jittered per manager, at most half its lifetime), by one process at a time: the
+    others keep using it until it really expires. A token Zoho rejects is dropped everywhere. A throttled or
+    refused refresh keeps the working token and records the throttle next to it; with no working token it raises
+    :class:`ZohoTokenThrottledError` at once, and the throttle is remembered in the store so that parallel tasks
+    fail fast instead of making the throttle last longer.
     """
 
     def __init__(
@@ -192,21 +321,31 @@ class TokenManager:
         store: TokenStore | None = None,
         timeout: float | tuple[float, float] = (10.0, 30.0),
         refresh_margin: float = DEFAULT_REFRESH_MARGIN_SECONDS,
+        margin_jitter: float = REFRESH_MARGIN_JITTER,
         on_secret: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.credentials = credentials
         self.endpoints = endpoints
         self.session = session
         self.store: TokenStore = store or NullTokenStore()
         self.timeout = timeout
-        self.refresh_margin = refresh_margin
+        jitter = 1.0 - margin_jitter * random.random()  # one draw per manager (per task)
+        self.refresh_margin = refresh_margin * jitter
+        #: share of a token's lifetime the margin may take (short-lived tokens are not refreshed on arrival)
+        self.lifetime_share = 0.5 * jitter
         self.on_secret = on_secret
         self.clock = clock
+        self.sleep = sleep
         self.key = credentials.cache_key(endpoints.accounts_url)
         self.stats = TokenStats()
+        #: the longest one grant may take; a cross-machine lease is held this long plus the time to save
+        self.grant_budget = worst_case_grant_seconds(timeout)
         self._cipher = credentials.cipher()
         self._memory: AccessToken | None = None
+        self._last_blob: str | None = None  # the shared blob last read (to notice a change, to copy locally)
+        self._masked: set[str] = set()
         self._lock = threading.Lock()
         if on_secret:
             on_secret(credentials.client_secret)
@@ -218,50 +357,25 @@ class TokenManager:
     # -- public -----------------------------------------------------------------------------------------------
 
     def get_token(self) -> AccessToken:
-        """A token fresh for at least ``refresh_margin`` seconds."""
+        """A working token; a fresh one unless another process is refreshing it right now."""
+        now = self.clock()
         token = self._memory
-        if token and token.fresh_for(self.refresh_margin, self.clock()):
+        if token and not self._wants_refresh(token, now):
             self.stats.memory_hits += 1
             return token
-        shared = self._shared_fresh_token()  # peek without the lock: the common case in a mapped task
-        if shared:
-            return shared
-        with self._lock, self.store.lock(self.key):
-            state = self._load_state()
-            shared = self._shared_fresh_token(state)
-            if shared:
-                return shared
-            throttled_until = float(state.get("throttled_until") or 0)
-            if throttled_until > self.clock():
-                raise self._throttled(throttled_until - self.clock())
-            refused = state.get("refused") or {}
-            if float(refused.get("until") or 0) > self.clock():
-                # Another task already learnt Zoho refuses these credentials: fail the same way, ask nobody.
-                raise self._grant_error({"error": refused.get("code")}, int(refused.get("status") or 200))
-            try:
-                token = self._grant()
-            except ZohoTokenThrottledError as exc:
-                self._save_state(None, self.clock() + exc.retry_after)
-                raise
-            except (ZohoRefreshTokenError, ZohoInvalidClientError) as exc:
-                refusal = {
-                    "code": exc.code,
-                    "status": exc.status,
-                    "until": self.clock() + REFUSAL_MEMORY_SECONDS,
-                }
-                self._save_state(None, 0.0, refusal)
-                raise
-            self._save_state(token, 0.0)
-            self._remember(token)
-            return token
-
-    def _shared_fresh_token(self, state: dict[str, Any] | None = None) -> AccessToken | None:
-        shared = (self._load_state() if state is None else state).get("token")
-        if isinstance(shared, AccessToken) and shared.fresh_for(self.refresh_margin, self.clock()):
-            self.stats.shared_hits += 1
-            self._remember(shared)
-            return shared
-        return None
+        # peek without the lock, this machine's copy first (no Task API call), then the shared store
+        local = self._decode(self._load_local()).get("token")
+        if isinstance(local, AccessToken) and not self._wants_refresh(local, now):
+            return self._shared_hit(local)
+        state = self._load_state()
+        shared = state.get("token")
+        if isinstance(shared, AccessToken) and not self._wants_refresh(shared, now):
+            self._share_locally()
+            return self._shared_hit(shared)
+        usable = self._best_usable(token, local, shared, now=now)
+        if usable is not None:
+            return self._refresh_early(usable, state)
+        return self._refresh_now(self._last_blob)
 
     def invalidate(self, token_value: str) -> None:
         """Zoho rejected ``token_value``: forget it here and in the store (unless another is there already)."""
@@ -269,9 +383,18 @@ class TokenManager:
         with self._lock, self.store.lock(self.key):
             if self._memory and self._memory.value == token_value:
                 self._memory = None
-            shared = self._load_state().get("token")
+            local = self._decode(self._load_local())
+            local_token = local.get("token")
+            state = self._load_state()
+            shared = state.get("token")
             if isinstance(shared, AccessToken) and shared.value == token_value:
-                self.store.delete(self.key)
+                # keep what the state says about throttling and refusals; drop only the token
+                self._save_state(None, float(state.get("throttled_until") or 0), state.get("refused"))
+            elif isinstance(local_token, AccessToken) and local_token.value == token_value:
+                self._last_blob = self._encode(
+                    None, float(local.get("throttled_until") or 0), local.get("refused")
+                )
+                self._share_locally()  # the shared store holds another token already: fix this machine's copy
 
     def revoke_refresh_token(self) -> None:
         """Revoke the refresh token at Zoho (ends every access token minted from it) and clear the cache."""
@@ -283,11 +406,195 @@ class TokenManager:
             self._memory = None
             self.store.delete(self.key)
 
+    # -- the refresh paths ------------------------------------------------------------------------------------
+
+    def _wants_refresh(self, token: AccessToken, now: float) -> bool:
+        """In this manager's margin (never more than half the token's lifetime: a short-lived token is not
+        refreshed the moment it arrives)."""
+        return not token.fresh_for(min(self.refresh_margin, token.lifetime * self.lifetime_share), now)
+
+    @staticmethod
+    def _usable(token: AccessToken, now: float) -> bool:
+        return token.fresh_for(min(USABLE_FLOOR_SECONDS, token.lifetime / 10), now)
+
+    def _best_usable(self, *tokens: object, now: float) -> AccessToken | None:
+        candidates = [t for t in tokens if isinstance(t, AccessToken) and self._usable(t, now)]
+        return max(candidates, key=lambda t: t.expires_at) if candidates else None
+
+    def _shared_hit(self, token: AccessToken) -> AccessToken:
+        self.stats.shared_hits += 1
+        self._remember(token)
+        return token
+
+    def _keep(self, token: AccessToken) -> AccessToken:
+        self.stats.kept_tokens += 1
+        self._remember(token)
+        return token
+
+    def _refresh_early(self, usable: AccessToken, state: dict[str, Any]) -> AccessToken:
+        """Single flight: the token still works, so at most one process refreshes it and nobody waits."""
+        now = self.clock()
+        if float(state.get("throttled_until") or 0) > now or _refusal_active(state, now):
+            return self._keep(usable)  # a refresh was just throttled or refused: use what works, ask nobody
+        if not self._lock.acquire(blocking=False):
+            return self._keep(usable)
+        try:
+            with self._try_lock() as locked:
+                if not locked:
+                    return self._keep(usable)  # another process of this machine is refreshing
+                with self._lease(wait=False, since=self._last_blob) as status:
+                    if status == "busy":
+                        return self._keep(usable)  # another machine is refreshing
+                    state = self._load_state()
+                    shared = state.get("token")
+                    now = self.clock()
+                    if isinstance(shared, AccessToken) and not self._wants_refresh(shared, now):
+                        return self._shared_hit(shared)
+                    if float(state.get("throttled_until") or 0) > now or _refusal_active(state, now):
+                        return self._keep(usable)
+                    self.stats.early_refreshes += 1
+                    try:
+                        token = self._grant()
+                    except ZohoTokenThrottledError as exc:
+                        self._save_state(usable, self.clock() + exc.retry_after, state.get("refused"))
+                        log.warning(
+                            "Zoho throttled the early token refresh; the current token works for %.0f s more.",
+                            usable.expires_at - self.clock(),
+                        )
+                        return self._keep(usable)
+                    except (ZohoRefreshTokenError, ZohoInvalidClientError) as exc:
+                        self._save_state(usable, 0.0, self._refusal(exc))
+                        log.warning(
+                            "Zoho refused the early token refresh (%s); keeping the current token.", exc.code
+                        )
+                        return self._keep(usable)
+                    except ZohoTransportError as exc:
+                        log.warning("Early token refresh failed (%s); keeping the current token.", exc)
+                        return self._keep(usable)
+                    self._save_state(token, 0.0)
+                    self._remember(token)
+                    return token
+        finally:
+            self._lock.release()
+
+    def _refresh_now(self, seen: str | None) -> AccessToken:
+        """No working token anywhere we looked (``seen``: the shared blob the peek read): wait for whoever is
+        refreshing, or refresh ourselves."""
+        with self._lock, self.store.lock(self.key):
+            # whoever held this machine's lock may have left a fresh token: take it, no lease, no settle delay
+            local = self._decode(self._load_local())
+            found = self._fresh_or_usable(local.get("token"))
+            if found:
+                return found
+            self._raise_if_blocked(local)
+            state = self._decode(seen)
+            for _ in range(4):
+                with self._lease(wait=True, since=seen) as status:
+                    if status != "changed":
+                        state = self._load_state()  # the holder may have finished just before we took it
+                        found = self._fresh_or_usable(state.get("token"))
+                        if found:
+                            self._share_locally()
+                            return found
+                        self._raise_if_blocked(state)
+                        return self._grant_and_share(state)
+                # the holder finished: look at what it left
+                state = self._load_state()
+                seen = self._last_blob
+                found = self._fresh_or_usable(state.get("token"))
+                if found:
+                    self._share_locally()
+                    return found
+                self._raise_if_blocked(state)
+            return self._grant_and_share(state)
+
+    def _fresh_or_usable(self, shared: object) -> AccessToken | None:
+        if isinstance(shared, AccessToken) and self._usable(shared, self.clock()):
+            return self._shared_hit(shared)
+        return None
+
+    def _raise_if_blocked(self, state: dict[str, Any]) -> None:
+        now = self.clock()
+        throttled_until = float(state.get("throttled_until") or 0)
+        if throttled_until > now:
+            raise self._throttled(throttled_until - now)
+        if _refusal_active(state, now):
+            # Another task already learnt Zoho refuses these credentials: fail the same way, ask nobody.
+            refused = state["refused"]
+            raise self._grant_error({"error": refused.get("code")}, int(refused.get("status") or 200))
+
+    def _grant_and_share(self, state: dict[str, Any]) -> AccessToken:
+        try:
+            token = self._grant()
+        except ZohoTokenThrottledError as exc:
+            self._save_state(None, self.clock() + exc.retry_after, state.get("refused"))
+            raise
+        except (ZohoRefreshTokenError, ZohoInvalidClientError) as exc:
+            self._save_state(None, 0.0, self._refusal(exc))
+            raise
+        except GrantNotAnsweredError:
+            # Zoho may have minted a token for us that never arrived; another process may have one by now.
+            found = self._fresh_or_usable(self._load_state().get("token"))
+            if found:
+                return found
+            raise
+        self._save_state(token, 0.0)
+        self._remember(token)
+        return token
+
+    def _refusal(self, exc: ZohoAuthError) -> dict[str, Any]:
+        return {"code": exc.code, "status": exc.status, "until": self.clock() + REFUSAL_MEMORY_SECONDS}
+
+    @contextlib.contextmanager
+    def _try_lock(self) -> Iterator[bool]:
+        try_lock = getattr(self.store, "try_lock", None)
+        if try_lock is None:
+            with self.store.lock(self.key):
+                yield True
+            return
+        with cast(contextlib.AbstractContextManager[bool], try_lock(self.key)) as locked:
+            yield locked
+
+    def _lease(
+        self, *, wait: bool, since: str | None = None
+    ) -> contextlib.AbstractContextManager[LeaseStatus]:
+        lease = getattr(self.store, "lease", None)
+        if lease is None:
+            held: LeaseStatus = "held"
+            return contextlib.nullcontext(held)
+        hold = self.grant_budget + 15.0  # the grant, then saving its result
+        return cast(
+            contextlib.AbstractContextManager[LeaseStatus],
+            lease(self.key, hold_seconds=hold, wait=wait, since=since),
+        )
+
+    def _share_locally(self) -> None:
+        """Copy the shared state just read into this machine's cache, so this machine's other processes find it
+        without a Task API call."""
+        save_local = getattr(self.store, "save_local", None)
+        if save_local is not None and self._last_blob:
+            with contextlib.suppress(Exception):
+                save_local(self.key, self._last_blob)
+
+    def _load_local(self) -> str | None:
+        load_local = getattr(self.store, "load_local", None)
+        if load_local is None:
+            return None
+        try:
+            return cast(str | None, load_local(self.key))
+        except Exception:
+            return None
+
     # -- internals --------------------------------------------------------------------------------------------
 
+    def _mask(self, value: str) -> None:
+        """Register with the log masker once per value (inside a task each call is a round trip)."""
+        if self.on_secret and value not in self._masked:
+            self.on_secret(value)
+            self._masked.add(value)
+
     def _remember(self, token: AccessToken) -> None:
-        if self.on_secret:
-            self.on_secret(token.value)
+        self._mask(token.value)
         self._memory = token
 
     def _load_state(self) -> dict[str, Any]:
@@ -296,6 +603,10 @@ class TokenManager:
         except Exception as exc:  # a broken store must never stop the job: fall back to asking Zoho
             log.warning("Zoho token store unavailable (%s); continuing without it.", type(exc).__name__)
             return {}
+        self._last_blob = blob
+        return self._decode(blob)
+
+    def _decode(self, blob: str | None) -> dict[str, Any]:
         if not blob:
             return {}
         try:
@@ -309,6 +620,7 @@ class TokenManager:
                 api_domain=data["api_domain"],
                 expires_at=float(data["expires_at"]),
                 scope=data.get("scope", ""),
+                issued_at=float(data.get("issued_at") or 0),
             )
         return {
             "token": token,
@@ -319,6 +631,15 @@ class TokenManager:
     def _save_state(
         self, token: AccessToken | None, throttled_until: float, refused: dict[str, Any] | None = None
     ) -> None:
+        blob = self._encode(token, throttled_until, refused)
+        try:
+            self.store.save(self.key, blob)
+        except Exception as exc:
+            log.warning("Could not share the Zoho token (%s); other tasks may refresh.", type(exc).__name__)
+
+    def _encode(
+        self, token: AccessToken | None, throttled_until: float, refused: dict[str, Any] | None = None
+    ) -> str:
         data: dict[str, Any] = {"throttled_until": throttled_until}
         if refused:
             data["refused"] = refused
@@ -328,12 +649,9 @@ class TokenManager:
                 api_domain=token.api_domain,
                 expires_at=token.expires_at,
                 scope=token.scope,
+                issued_at=token.issued_at,
             )
-        blob = self._cipher.encrypt(json.dumps(data).encode()).decode()
-        try:
-            self.store.save(self.key, blob)
-        except Exception as exc:
-            log.warning("Could not share the Zoho token (%s); other tasks may refresh.", type(exc).__name__)
+        return self._cipher.encrypt(json.dumps(data).encode()).decode()
 
     def _throttled(self, retry_after: float) -> ZohoTokenThrottledError:
         minutes = max(1, round(retry_after / 60))
@@ -347,25 +665,68 @@ class TokenManager:
         )
 
     def _post(self, url: str, **kwargs: Any) -> requests.Response:
-        last: Exception | None = None
-        for attempt in range(3):
+        """One POST to the accounts server, never following a redirect (it would resend the secrets).
+
+        Retried only when the request cannot have reached Zoho: the connection was never made (DNS, refused,
+        TLS handshake, connect timeout), or Zoho answered 503 (it did not process the request). A read timeout,
+        a reset after sending, or another 5xx may have minted a token, and each grant counts against Zoho's 10
+        per 10 minutes: those are not retried. No attempt starts that could end past ``grant_budget``, and there
+        is no wait after the last one.
+        """
+        started = time.monotonic()
+        failures: list[str] = []
+        for attempt in range(GRANT_ATTEMPTS):
             try:
-                response = self.session.post(url, timeout=self.timeout, auth=None, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                last = exc
+                response = self.session.post(
+                    url, timeout=self.timeout, auth=None, allow_redirects=False, **kwargs
+                )
+            except requests.RequestException as exc:
+                kind, reached = _failure_kind(exc)
+                failures.append(kind)
+                if reached:
+                    raise GrantNotAnsweredError(
+                        f"Zoho's accounts server {self.endpoints.accounts_url} did not answer ({kind}) after the"
+                        " request was sent. Not retried: Zoho may have issued a token for it, and each grant"
+                        " counts against its 10 per 10 minutes. Check the network or proxy between the workers"
+                        f" and {_host(self.endpoints.accounts_url)}."
+                    ) from None
             else:
+                if 300 <= response.status_code < 400:
+                    location = response.headers.get("Location", "")
+                    raise ZohoResponseError(
+                        f"Zoho's accounts server answered HTTP {response.status_code}, a redirect to"
+                        f" {_host(location) or 'an unnamed location'}. Redirects are never followed (they would"
+                        " resend the client secret and refresh token). Check the connection's data_center and"
+                        " accounts_url, and any proxy in between.",
+                        status=response.status_code,
+                    )
                 if response.status_code < 500:
                     return response
-                last = ZohoTransportError(f"Zoho accounts server answered HTTP {response.status_code}")
-            time.sleep(min(8.0, 0.5 * 2**attempt))
+                if response.status_code != 503:
+                    raise ZohoServerError(
+                        f"Zoho's accounts server {self.endpoints.accounts_url} answered HTTP"
+                        f" {response.status_code}. Not retried: the request may have been processed and a token"
+                        " issued, and each grant counts against Zoho's 10 per 10 minutes.",
+                        status=response.status_code,
+                    )
+                failures.append("HTTP 503")
+            if attempt == GRANT_ATTEMPTS - 1:
+                break
+            wait = grant_backoff(attempt)
+            one_more = worst_case_grant_seconds(self.timeout, 1)
+            if time.monotonic() - started + wait + one_more > self.grant_budget:
+                break
+            self.sleep(wait)
         raise ZohoTransportError(
-            f"Could not reach Zoho's accounts server {self.endpoints.accounts_url}: {type(last).__name__}."
+            f"Could not reach Zoho's accounts server {self.endpoints.accounts_url}: {_describe(failures)} in"
+            f" {len(failures)} attempt(s). {_advice(failures, self.endpoints)}"
         )
 
     def _grant(self) -> AccessToken:
         """The refresh-token grant. Zoho reports most failures with HTTP 200: no access_token = failure."""
         self.stats.refreshes += 1
         creds = self.credentials
+        asked_at = self.clock()
         response = self._post(
             self.endpoints.token_url,
             data={
@@ -385,16 +746,17 @@ class TokenManager:
         access_token = body.get("access_token")
         if not access_token:
             raise self._grant_error(body, response.status_code)
-        if self.on_secret:
-            self.on_secret(str(access_token))
+        self._mask(str(access_token))
         api_domain = self.endpoints.api_domain_override or check_token_api_domain(
             str(body.get("api_domain") or self.endpoints.data_center.api_domain), self.endpoints.data_center
         )
         return AccessToken(
             value=str(access_token),
             api_domain=api_domain,
-            expires_at=self.clock() + _expires_in_seconds(body),
+            expires_at=asked_at
+            + _expires_in_seconds(body),  # counted from the request: errs on the early side
             scope=str(body.get("scope", "")),
+            issued_at=asked_at,
         )
 
     def _grant_error(self, body: dict[str, Any], status: int) -> ZohoAuthError:
@@ -425,6 +787,76 @@ class TokenManager:
             status=status,
             code=error or None,
         )
+
+
+def _refusal_active(state: dict[str, Any], now: float) -> bool:
+    refused = state.get("refused") or {}
+    return bool(refused) and float(refused.get("until") or 0) > now
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def _failure_kind(exc: requests.RequestException) -> tuple[str, bool]:
+    """What failed, and whether the request may have reached Zoho (then it must not be resent)."""
+    import urllib3.exceptions as u3
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect timeout", False
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return "read timeout", True
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed", False
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "proxy refused or failed", False
+    reason: object = exc.args[0] if exc.args else None
+    if isinstance(reason, u3.MaxRetryError):
+        reason = reason.reason
+    if isinstance(reason, u3.NameResolutionError):
+        return "DNS lookup failed", False
+    if isinstance(reason, u3.NewConnectionError):
+        text = str(reason).lower()
+        if "refused" in text:
+            return "connection refused", False
+        if "name or service" in text or "resolution" in text or "nodename" in text:
+            return "DNS lookup failed", False
+        return "connection failed", False
+    if isinstance(reason, u3.ConnectTimeoutError):
+        return "connect timeout", False
+    if isinstance(exc, requests.ConnectionError):
+        return "connection reset after sending", True
+    return type(exc).__name__, True
+
+
+def _describe(failures: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for kind in failures:
+        counts[kind] = counts.get(kind, 0) + 1
+    return ", ".join(kind if n == 1 else f"{kind} x{n}" for kind, n in counts.items()) or "no attempt"
+
+
+def _advice(failures: list[str], endpoints: Endpoints) -> str:
+    host = _host(endpoints.accounts_url)
+    last = failures[-1] if failures else ""
+    if "DNS" in last:
+        return (
+            f"Check DNS on the workers for {host}, and that the connection's data_center"
+            f" ({endpoints.data_center.name!r}) is right."
+        )
+    if "TLS" in last:
+        return f"Check the CA certificates, and any TLS-intercepting proxy between the workers and {host}."
+    if "refused" in last:
+        return (
+            f"Check that {host} is reachable from the workers (firewall, proxy settings such as HTTPS_PROXY)."
+        )
+    return (
+        f"Check the network or proxy between the workers and {host}, and the connection's data_center"
+        f" ({endpoints.data_center.name!r})."
+    )
 
 
 def _expires_in_seconds(body: dict[str, Any]) -> float:

@@ -6,7 +6,6 @@ Free of Airflow so it can be tested and reused alone; the hook builds it from a 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from airflow_provider_zohocrm.zoho.errors import (
     ZohoCRMError,
     ZohoPageTokenExpiredError,
     ZohoRateLimitError,
+    ZohoRedirectError,
     ZohoRequestError,
     ZohoResponseError,
     ZohoScopeError,
@@ -28,6 +28,14 @@ from airflow_provider_zohocrm.zoho.errors import (
     ZohoTransportError,
     ZohoValidationError,
 )
+from airflow_provider_zohocrm.zoho.transport import describe_transport_error, host_of, redirect_message
+
+# Validation used to live here; "X as X" keeps the old import paths working (an explicit re-export).
+from airflow_provider_zohocrm.zoho.validation import SUPPORTED_MODULES as SUPPORTED_MODULES
+from airflow_provider_zohocrm.zoho.validation import coql_module as coql_module
+from airflow_provider_zohocrm.zoho.validation import validate_coql as validate_coql
+from airflow_provider_zohocrm.zoho.validation import validate_module as validate_module
+from airflow_provider_zohocrm.zoho.validation import validate_unblock_call
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,8 @@ _SCOPE_HINT = {
     "records": "ZohoCRM.modules.{module}.READ",
     "coql": "ZohoCRM.coql.READ and ZohoCRM.modules.{module}.READ",
     "org": "ZohoCRM.org.READ",
+    "emails": "ZohoCRM.modules.emails.READ and ZohoCRM.modules.{module}.READ",
+    "views": "ZohoCRM.settings.custom_views.READ (or ZohoCRM.settings.ALL)",
 }
 
 
@@ -147,7 +157,8 @@ class ZohoCRMClient:
                 with attempt:
                     return self._send_once(method, path, params, json, purpose, module, data_errors_ok)
         except _Retryable as exc:
-            exc.error.message += f" (gave up after {self.retry.max_attempts} attempts)"
+            attempts = self.retry.max_attempts
+            exc.error.message += f" (gave up after {attempts} attempt{'s' if attempts != 1 else ''})"
             raise exc.error from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -168,19 +179,23 @@ class ZohoCRMClient:
         data_errors_ok: bool | str,
     ) -> ZohoResponse:
         for auth_try in range(2):  # on INVALID_TOKEN: drop the token, refresh once, send again
+            url = self.url(path)
             try:
+                # Never follow a redirect: requests would resend the call (and, to the same host, the access
+                # token) to the Location; a 3xx is classified as an error instead.
                 response = self.session.request(
-                    method, self.url(path), params=params, json=json, auth=self.auth, timeout=self.timeout
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    auth=self.auth,
+                    timeout=self.timeout,
+                    allow_redirects=False,
                 )
-            except requests.Timeout as exc:
-                raise _Retryable(ZohoTransportError(f"Zoho did not answer {method} {path} in time")) from exc
-            except requests.ConnectionError as exc:
-                raise _Retryable(
-                    ZohoTransportError(f"Connection to Zoho failed for {method} {path}: {type(exc).__name__}")
-                ) from exc
             except requests.RequestException as exc:
+                cause = describe_transport_error(exc, host_of(url), self.timeout)
                 raise _Retryable(
-                    ZohoTransportError(f"Zoho's answer to {method} {path} broke off: {type(exc).__name__}")
+                    ZohoTransportError(f"Zoho call {method} {_redact_path(path)} failed: {cause}")
                 ) from exc
             body, parse_error = _parse_body(response)
             code, message, details = _error_fields(body)
@@ -251,6 +266,11 @@ class ZohoCRMClient:
         )  # sent once half the day's credits are used
         if credits.isdigit():
             self.last_credits_remaining = int(credits)
+        if 300 <= status < 400:
+            raise ZohoRedirectError(
+                redirect_message(status, response.headers.get("Location"), response.url, where),
+                status=status,
+            )
         if status == 204:
             return ZohoResponse(status, None, headers)
         if parse_error is not None:
@@ -383,7 +403,7 @@ class ZohoCRMClient:
             raise ZohoValidationError(
                 f"COQL page_size must be between 1 and {MAX_COQL_LIMIT}, not {page_size}"
             )
-        module = _coql_module(query)
+        module = coql_module(query)
         offset = 0
         seen: set[str] = set()  # offset paging over data that changes can repeat a row: yield each id once
         while True:
@@ -417,7 +437,7 @@ class ZohoCRMClient:
         self, module: str, record_id: str, unblock_fields: Sequence[str]
     ) -> list[dict[str, Any]]:
         """Unblock one record (the single-record endpoint); returns its per-record item(s)."""
-        module, (record_id,), unblock_fields = _validate_unblock(module, [record_id], unblock_fields)
+        module, (record_id,), unblock_fields = validate_unblock_call(module, [record_id], unblock_fields)
         response = self.request(
             "POST",
             f"{module}/{record_id}/actions/unblock_email",
@@ -442,7 +462,7 @@ class ZohoCRMClient:
         self, module: str, record_ids: Sequence[str], unblock_fields: Sequence[str]
     ) -> list[dict[str, Any]]:
         """Unblock up to 500 records in one call (the bulk endpoint); returns the per-record items in order."""
-        module, record_ids, unblock_fields = _validate_unblock(module, record_ids, unblock_fields)
+        module, record_ids, unblock_fields = validate_unblock_call(module, record_ids, unblock_fields)
         response = self.request(
             "POST",
             f"{module}/actions/unblock_email",
@@ -458,76 +478,6 @@ class ZohoCRMClient:
                 status=response.status,
             )
         return [dict(item) if isinstance(item, dict) else {"item": item} for item in body["data"]]
-
-
-# -- validation shared by client and operator --------------------------------------------------------------
-
-SUPPORTED_MODULES = (
-    "Leads",
-    "Contacts",
-    "Deals",
-    "Accounts",
-    "Sales_Orders",
-    "Purchase_Orders",
-    "Invoices",
-    "Quotes",
-    "Cases",
-)
-_MODULE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
-_LOWER_MODULES = {m.lower().replace("_", ""): m for m in SUPPORTED_MODULES}
-
-
-def validate_module(module: Any) -> str:
-    """A module API name: one of Zoho's, or a custom module's API name (letters, digits, underscores)."""
-    if not isinstance(module, str) or not _MODULE_RE.fullmatch(module):  # fullmatch: "$" allows "\n"
-        raise ZohoValidationError(
-            f"Invalid module {module!r}: give the module's API name, e.g. Leads, Contacts or a custom module"
-            " such as Bounced_Contacts (letters, digits and underscores)."
-        )
-    canonical = _LOWER_MODULES.get(module.lower().replace("_", ""))
-    if canonical and canonical != module:
-        raise ZohoValidationError(f"Invalid module {module!r}: Zoho's API name is {canonical!r}.")
-    return module
-
-
-def _validate_unblock(module: Any, record_ids: Any, unblock_fields: Any) -> tuple[str, list[str], list[str]]:
-    """The checks the operator makes, for callers of the hook/client: an id or module becomes part of the URL
-    path, so nothing unchecked may reach it; 1 to 500 ids per call."""
-    from airflow_provider_zohocrm.zoho.unblock import (  # unblock imports this module
-        MAX_IDS_PER_CALL,
-        validate_record_ids,
-        validate_unblock_fields,
-    )
-
-    module = validate_module(module)
-    ids = validate_record_ids(record_ids)
-    if not 1 <= len(ids) <= MAX_IDS_PER_CALL:
-        raise ZohoValidationError(
-            f"One unblock call takes 1 to {MAX_IDS_PER_CALL} record ids (Zoho's limit), not {len(ids)}."
-        )
-    return module, ids, validate_unblock_fields(unblock_fields, module)
-
-
-_COQL_RE = re.compile(r"^\s*select\s+.+?\s+from\s+([A-Za-z][A-Za-z0-9_]*)\b", re.IGNORECASE | re.DOTALL)
-_COQL_PAGING_RE = re.compile(r"\b(limit|offset)\b", re.IGNORECASE)
-
-
-def validate_coql(query: Any) -> str:
-    """A COQL select without limit/offset (this client adds them)."""
-    if not isinstance(query, str) or not _COQL_RE.match(query):
-        raise ZohoValidationError(
-            f"Invalid COQL query {query!r}: expected 'select <fields> from <Module> …'."
-        )
-    if _COQL_PAGING_RE.search(re.sub(r"'(?:[^'\\]|\\.)*'", "''", query)):
-        raise ZohoValidationError(
-            "Leave 'limit' and 'offset' out of the COQL query: the hook pages through all rows itself."
-        )
-    return query.strip().rstrip(";")
-
-
-def _coql_module(query: str) -> str:
-    match = _COQL_RE.match(query)
-    return match.group(1) if match else ""
 
 
 # -- answer parsing -----------------------------------------------------------------------------------------

@@ -95,13 +95,26 @@ def get_data_center(name: str | None) -> DataCenter:
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for localhost and loopback addresses, where plain HTTP and a local emulator are allowed."""
-    if host == "localhost" or host.endswith(".localhost"):
+    """True for the hosts where plain HTTP and a local emulator are allowed: the literal name ``localhost``, an
+    IPv4 address in 127.0.0.0/8 and the IPv6 address ``::1``.
+
+    ``*.localhost`` is not: such a name is resolved through DNS, and a resolver search domain (Kubernetes adds
+    several) can turn ``x.localhost`` into a Service on the network, which would then get tokens over plain http.
+    """
+    host = host.strip("[]").lower()
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return address in _IPV4_LOOPBACK
+    return address == _IPV6_LOOPBACK
+
+
+_IPV4_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+_IPV6_LOOPBACK = ipaddress.IPv6Address("::1")
 
 
 def is_zoho_host(host: str) -> bool:
@@ -114,6 +127,10 @@ def is_zoho_host(host: str) -> bool:
 #: whitespace) lets parsers disagree on where the host ends, e.g. ``https://evil.com\\.zohoapis.com`` looks like a
 #: Zoho host to urlsplit while requests connects to ``evil.com``.
 _HOSTNAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?")
+
+
+#: What the authority part of an accepted URL may be: a host (or a bracketed IPv6 address) and a numeric port.
+_NETLOC_RE = re.compile(r"(?:\[[0-9a-f:.]+\]|[^\[\]:@]+)(?::[0-9]{1,5})?")
 
 
 def _plain_host(host: str) -> bool:
@@ -137,6 +154,10 @@ def ensure_safe_url(url: str, purpose: str) -> str:
         raise ZohoConfigError(f"The {purpose} {url!r} is not an http(s) URL with a host.")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ZohoConfigError(f"The {purpose} {url!r} must not carry credentials, a query or a fragment.")
+    if not _NETLOC_RE.fullmatch(parts.netloc.lower()):  # urlsplit reads "[::1]https:" as host ::1, no port
+        raise ZohoConfigError(
+            f"The {purpose} {url!r} is not an http(s) URL with a host and an optional port."
+        )
     if is_loopback_host(host):
         return url.strip().rstrip("/")
     if parts.scheme != "https":

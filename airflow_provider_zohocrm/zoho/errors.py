@@ -91,6 +91,11 @@ class ZohoResponseError(ZohoCRMError):
     """Zoho answered something the protocol does not allow (not JSON, missing ``data``, an HTML page)."""
 
 
+class ZohoRedirectError(ZohoResponseError):
+    """Zoho (or something in between) answered with a redirect. Never followed: following it would send the
+    request, its access token or the client secret to the ``Location`` host. Not retried."""
+
+
 class ZohoRequestError(ZohoCRMError):
     """A 4xx error about the request itself (module, data, URL); retrying cannot help."""
 

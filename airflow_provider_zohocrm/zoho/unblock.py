@@ -5,21 +5,28 @@ Pure logic, no I/O: every input id ends in exactly one outcome, whatever Zoho an
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from airflow_provider_zohocrm.zoho.client import SUPPORTED_MODULES, validate_module
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
 
-#: Zoho's documented maximum of ids per bulk call.
-MAX_IDS_PER_CALL = 500
-UNBLOCKABLE_FIELDS = ("Email", "Secondary_Email")
-#: Standard modules that have a Secondary_Email field; custom modules are left to Zoho to judge.
-MODULES_WITH_SECONDARY_EMAIL = frozenset({"Leads", "Contacts"})
-_RECORD_ID_RE = re.compile(r"^[0-9]{1,30}$")
+# Validation used to live here; "X as X" keeps the old import paths working (an explicit re-export).
+from airflow_provider_zohocrm.zoho.validation import MAX_IDS_PER_CALL as MAX_IDS_PER_CALL
+from airflow_provider_zohocrm.zoho.validation import (
+    MODULES_WITH_SECONDARY_EMAIL as MODULES_WITH_SECONDARY_EMAIL,
+)
+from airflow_provider_zohocrm.zoho.validation import SUPPORTED_MODULES as SUPPORTED_MODULES
+from airflow_provider_zohocrm.zoho.validation import UNBLOCKABLE_FIELDS as UNBLOCKABLE_FIELDS
+from airflow_provider_zohocrm.zoho.validation import validate_batch_size as validate_batch_size
+from airflow_provider_zohocrm.zoho.validation import validate_module as validate_module
+from airflow_provider_zohocrm.zoho.validation import validate_record_ids as validate_record_ids
+from airflow_provider_zohocrm.zoho.validation import validate_unblock_fields as validate_unblock_fields
+
+log = logging.getLogger(__name__)
 _JSON_PATH_RE = re.compile(r"^\$\.ids\[(\d+)\]$")
 
 
@@ -28,6 +35,12 @@ class Outcome(StrEnum):
 
     UNBLOCKED = "unblocked"
     ALREADY_UNBLOCKED = "already_unblocked"
+    #: nothing was blocked: the latest email did not bounce (verify="emails"), or Zoho answered "already
+    #: unblocked" to a record sent without a check (verify="sweep"). No unblock was spent on it.
+    NOT_BLOCKED = "not_blocked"
+    #: left for a later run: a soft bounce younger than ``min_hours_since_bounce``, or the email-check budget
+    #: ran out before the record was checked (the reason is in the report's ``reasons``).
+    DEFERRED = "deferred"
     PERMANENTLY_BLOCKED = "permanently_blocked"
     LIMIT_REACHED = "limit_reached"
     INVALID_RECORD = "invalid_record"
@@ -35,76 +48,12 @@ class Outcome(StrEnum):
     ERROR = "error"
 
 
-#: Outcomes after which the record's email is (or already was) unblocked.
-DONE_OUTCOMES = frozenset({Outcome.UNBLOCKED, Outcome.ALREADY_UNBLOCKED})
+#: Outcomes after which the record's email is not blocked (unblocked now, before, or never blocked).
+DONE_OUTCOMES = frozenset({Outcome.UNBLOCKED, Outcome.ALREADY_UNBLOCKED, Outcome.NOT_BLOCKED})
 #: Outcomes a person has to look at: Zoho will never unblock these through the API.
 NEEDS_PERSON_OUTCOMES = frozenset({Outcome.PERMANENTLY_BLOCKED, Outcome.LIMIT_REACHED})
-
-
-# -- validation ----------------------------------------------------------------------------------------------
-
-
-def validate_record_ids(record_ids: Any) -> list[str]:
-    """Zoho record ids as strings: digits only (an id becomes part of a URL path), no duplicates."""
-    if isinstance(record_ids, (str, int)):
-        record_ids = [record_ids]
-    if not isinstance(record_ids, Iterable) or isinstance(record_ids, Mapping):
-        raise ZohoValidationError(
-            f"record_ids must be a list of Zoho record ids, not {type(record_ids).__name__}"
-        )
-    ids: list[str] = []
-    seen: set[str] = set()
-    for value in record_ids:
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise ZohoValidationError(f"Invalid record id {value!r}: Zoho record ids are strings of digits.")
-        text = str(value).strip()
-        if not _RECORD_ID_RE.match(text):
-            raise ZohoValidationError(f"Invalid record id {value!r}: Zoho record ids contain digits only.")
-        if text in seen:
-            raise ZohoValidationError(f"Duplicate record id {text!r}: each record may be sent once per run.")
-        seen.add(text)
-        ids.append(text)
-    return ids
-
-
-def validate_unblock_fields(unblock_fields: Any, module: str) -> list[str]:
-    """One or both of Email and Secondary_Email (custom email fields cannot be unblocked)."""
-    if isinstance(unblock_fields, str):
-        unblock_fields = [unblock_fields]
-    if not isinstance(unblock_fields, (list, tuple)) or not unblock_fields:
-        raise ZohoValidationError(
-            f"unblock_fields must list Email and/or Secondary_Email, not {unblock_fields!r}"
-        )
-    fields: list[str] = []
-    for name in unblock_fields:
-        if name not in UNBLOCKABLE_FIELDS:
-            raise ZohoValidationError(
-                f"Cannot unblock field {name!r}: Zoho unblocks only the system fields Email and"
-                " Secondary_Email (custom email fields cannot be unblocked)."
-            )
-        if name in fields:
-            raise ZohoValidationError(f"Field {name!r} is listed twice in unblock_fields.")
-        fields.append(name)
-    if (
-        "Secondary_Email" in fields
-        and module in SUPPORTED_MODULES
-        and module not in MODULES_WITH_SECONDARY_EMAIL
-    ):
-        raise ZohoValidationError(f"Module {module!r} has no Secondary_Email field; unblock Email only.")
-    return fields
-
-
-def validate_batch_size(batch_size: Any) -> int:
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or not 1 <= batch_size <= MAX_IDS_PER_CALL
-    ):
-        raise ZohoValidationError(
-            f"batch_size must be a whole number from 1 to {MAX_IDS_PER_CALL} (Zoho's limit per call),"
-            f" not {batch_size!r}."
-        )
-    return batch_size
+#: Outcomes whose report entry carries the bounce ``details`` (category, sub-category, reason, time).
+DETAILED_OUTCOMES = NEEDS_PERSON_OUTCOMES | {Outcome.DEFERRED}
 
 
 @dataclass(frozen=True)
@@ -157,6 +106,38 @@ def split_batches(record_ids: Sequence[str], batch_size: int, max_groups: int) -
 # -- classification --------------------------------------------------------------------------------------------
 
 
+# NOT_ALLOWED reasons, matched on a normalised message (lower case, punctuation as spaces, number words as
+# digits) so that case, punctuation, "five"/"5" and word order do not matter. Zoho's wording is not a contract:
+# the phrases come from its docs ("Email is already unblocked", "Cannot unblock, email has been unblocked 5 times
+# already", "Cannot unblock, Email is blocked permanently"), the variants from what such texts become.
+_NOT_ALLOWED_PATTERNS: tuple[tuple[Outcome, re.Pattern[str]], ...] = (
+    # before "already": the limit message says "unblocked 5 times already"
+    (Outcome.LIMIT_REACHED, re.compile(r"\b5 ?times?\b|\bunblock(?:ed|s)? limit\b|\blimit (?:of )?5\b")),
+    (Outcome.PERMANENTLY_BLOCKED, re.compile(r"\bpermanent(?:ly)?\b")),
+    (Outcome.ALREADY_UNBLOCKED, re.compile(r"\balready unblocked\b|\bunblocked already\b")),
+)
+#: NOT_ALLOWED reasons known to mean "not allowed" (locked record, approval, missing field): no warning.
+_KNOWN_NOT_ALLOWED = re.compile(r"\blocked\b|\bapproval\b|\bnot available\b|\breview\b")
+_NUMBER_WORDS = {"five": "5", "one": "1", "two": "2", "three": "3", "four": "4"}
+
+
+def normalise_message(message: str) -> str:
+    """Lower case, every run of non-alphanumerics one space, number words as digits: ``"FIVE-times!"`` →
+    ``"5 times"``."""
+    words = re.sub(r"[^0-9a-z]+", " ", message.lower()).split()
+    return " ".join(_NUMBER_WORDS.get(word, word) for word in words)
+
+
+def not_allowed_outcome(message: str) -> Outcome | None:
+    """The outcome a NOT_ALLOWED message means, or ``None`` when the wording is not recognised (the outcome is
+    then ``not_allowed`` and the caller should log the raw text: Zoho may have changed it)."""
+    text = normalise_message(message)
+    for outcome, pattern in _NOT_ALLOWED_PATTERNS:
+        if pattern.search(text):
+            return outcome
+    return Outcome.NOT_ALLOWED if _KNOWN_NOT_ALLOWED.search(text) else None
+
+
 def classify_item(item: Mapping[str, Any]) -> Outcome:
     """One of Zoho's per-record answers → an outcome. Keys on code/status; NOT_ALLOWED needs the message,
     because Zoho uses the one code for several situations."""
@@ -164,25 +145,37 @@ def classify_item(item: Mapping[str, Any]) -> Outcome:
     status = str(item.get("status") or "").lower()
     if code == "SUCCESS" and status in ("success", ""):
         return Outcome.UNBLOCKED
-    message = str(item.get("message") or "").lower()
     if code == "INVALID_DATA":
         return Outcome.INVALID_RECORD
     if code == "NOT_ALLOWED":
-        if "already unblocked" in message:
-            return Outcome.ALREADY_UNBLOCKED
-        if "5 times" in message or "five times" in message:
-            return Outcome.LIMIT_REACHED
-        if "permanent" in message:
-            return Outcome.PERMANENTLY_BLOCKED
-        return Outcome.NOT_ALLOWED
+        return not_allowed_outcome(str(item.get("message") or "")) or Outcome.NOT_ALLOWED
     return Outcome.ERROR
+
+
+def _warn_unrecognised(items: Iterable[Mapping[str, Any]]) -> None:
+    """One WARNING per unrecognised NOT_ALLOWED wording in a batch, with Zoho's raw text: a change of wording
+    on Zoho's side then shows on the first run instead of hiding in ``not_allowed``."""
+    texts: dict[str, int] = {}
+    for item in items:
+        if str(item.get("code") or "").upper() == "NOT_ALLOWED":
+            raw = str(item.get("message") or "")
+            if not_allowed_outcome(raw) is None:
+                texts[raw] = texts.get(raw, 0) + 1
+    for raw, count in texts.items():
+        log.warning(
+            "Zoho answered NOT_ALLOWED with a message this provider does not recognise, for %d record(s):"
+            " %r. Reported as not_allowed; if Zoho changed its wording, please report it.",
+            count,
+            raw,
+        )
 
 
 def match_items(
     record_ids: Sequence[str], items: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str, Mapping[str, Any]]]:
     """Pair each sent id with Zoho's answer for it: by ``details.id``, by ``details.json_path``, else by
-    position. Ids without an answer get a synthetic ``NO_RESULT`` error item, so none is lost."""
+    position (only when Zoho answered as many items as ids were sent). Ids without an answer get a synthetic
+    ``NO_RESULT`` error item, so none is lost."""
     wanted = set(record_ids)
     answers: dict[str, Mapping[str, Any]] = {}
     by_path: list[tuple[int, Mapping[str, Any]]] = []
@@ -206,9 +199,12 @@ def match_items(
     for index, item in by_path:
         if index < len(record_ids) and record_ids[index] not in answers:
             answers[record_ids[index]] = item
-    for position, item in unplaced:
-        if position < len(record_ids) and record_ids[position] not in answers:
-            answers[record_ids[position]] = item
+    # Position is a clue only when Zoho answered as many items as ids were sent; otherwise an item may sit at
+    # another record's place (one dropped or added), so the ids it could belong to get NO_RESULT instead.
+    if len(items) == len(record_ids):
+        for position, item in unplaced:
+            if record_ids[position] not in answers:
+                answers[record_ids[position]] = item
     missing = {
         "code": "NO_RESULT",
         "message": "Zoho's answer had no result for this record",
@@ -219,7 +215,11 @@ def match_items(
 
 @dataclass
 class UnblockReport:
-    """Per-outcome ids and counts; JSON-serialisable through :meth:`to_dict`."""
+    """Per-outcome ids and counts; JSON-serialisable through :meth:`to_dict`.
+
+    Every id given to a task is in exactly one outcome list or in ``pending`` (with its reason in
+    ``pending_reasons``): ids of a dry run, of a call that failed, and of calls never sent after a failure.
+    """
 
     module: str
     unblock_fields: list[str]
@@ -228,19 +228,70 @@ class UnblockReport:
     messages: dict[str, str] = field(default_factory=dict)
     calls: int = 0
     pending: list[str] = field(default_factory=list)
+    pending_reasons: dict[str, str] = field(default_factory=dict)
+    verify: str = "none"
+    #: bounce details for needs-person and deferred ids: category, sub_category, reason, bounced_time.
+    details: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    #: why each deferred id was deferred.
+    reasons: dict[str, str] = field(default_factory=dict)
+    email_checks: int = 0
+    tag_calls: int = 0
+    tagged: list[str] = field(default_factory=list)
+    tag_errors: list[str] = field(default_factory=list)
 
-    def add(self, record_id: str, outcome: Outcome, item: Mapping[str, Any] | None = None) -> None:
+    def add(
+        self,
+        record_id: str,
+        outcome: Outcome,
+        item: Mapping[str, Any] | None = None,
+        *,
+        details: Mapping[str, str | None] | None = None,
+        reason: str | None = None,
+    ) -> None:
         self.ids[outcome.value].append(record_id)
         if item is not None and outcome in (Outcome.ERROR, Outcome.NOT_ALLOWED):
             self.messages[record_id] = f"{item.get('code', '')}: {item.get('message', '')}".strip(": ")
+        if outcome in DETAILED_OUTCOMES:
+            if details is None:  # no Emails check: Zoho's unblock answer is all we know
+                message = str(item.get("message") or "") if item is not None else ""
+                details = {
+                    "category": None,
+                    "sub_category": None,
+                    "reason": message or None,
+                    "bounced_time": None,
+                }
+            self.details[record_id] = dict(details)
+        if outcome is Outcome.DEFERRED:
+            self.reasons[record_id] = reason or "deferred"
 
-    def add_answer(self, record_ids: Sequence[str], items: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-        """Record one call's answer; returns that batch's counts."""
+    def add_pending(self, record_ids: Iterable[str], reason: str) -> None:
+        """Ids that got no outcome in this run (not sent, or their call failed), with why."""
+        for record_id in record_ids:
+            self.pending.append(record_id)
+            self.pending_reasons[record_id] = reason
+
+    def add_answer(
+        self,
+        record_ids: Sequence[str],
+        items: Sequence[Mapping[str, Any]],
+        *,
+        remap: Mapping[Outcome, Outcome] | None = None,
+        details: Mapping[str, Mapping[str, str | None]] | None = None,
+    ) -> dict[str, int]:
+        """Record one call's answer; returns that batch's counts.
+
+        :param remap: outcomes to report differently (sweep mode: "already unblocked" means never blocked).
+        :param details: bounce details known from the Emails check, per id.
+        """
         self.calls += 1
         batch: dict[str, int] = {}
-        for record_id, item in match_items(record_ids, items):
+        pairs = match_items(record_ids, items)
+        _warn_unrecognised(item for _, item in pairs)
+        for record_id, item in pairs:
             outcome = classify_item(item)
-            self.add(record_id, outcome, item)
+            outcome = (remap or {}).get(outcome, outcome)
+            known = (details or {}).get(record_id)
+            self.add(record_id, outcome, item, details=known)
             batch[outcome.value] = batch.get(outcome.value, 0) + 1
         return batch
 
@@ -257,12 +308,20 @@ class UnblockReport:
             "module": self.module,
             "unblock_fields": list(self.unblock_fields),
             "dry_run": self.dry_run,
+            "verify": self.verify,
             "total": self.total,
             "counts": self.counts,
             "ids": {k: list(v) for k, v in self.ids.items()},
             "messages": dict(self.messages),
+            "details": {k: dict(v) for k, v in self.details.items()},
+            "reasons": dict(self.reasons),
             "calls": self.calls,
+            "email_checks": self.email_checks,
+            "tag_calls": self.tag_calls,
+            "tagged": list(self.tagged),
+            "tag_errors": list(self.tag_errors),
             "pending": list(self.pending),
+            "pending_reasons": dict(self.pending_reasons),
         }
 
 
@@ -273,8 +332,15 @@ def merge_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]
         "counts": {o.value: 0 for o in Outcome},
         "ids": {o.value: [] for o in Outcome},
         "messages": {},
+        "details": {},
+        "reasons": {},
         "calls": 0,
+        "email_checks": 0,
+        "tag_calls": 0,
+        "tagged": [],
+        "tag_errors": [],
         "pending": [],
+        "pending_reasons": {},
         "tasks": 0,
     }
     for report in reports:
@@ -282,9 +348,12 @@ def merge_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]
             continue
         merged["tasks"] += 1
         merged["total"] += int(report.get("total", 0))
-        merged["calls"] += int(report.get("calls", 0))
-        merged["pending"].extend(report.get("pending", []))
-        merged["messages"].update(report.get("messages", {}))
+        for key in ("calls", "email_checks", "tag_calls"):
+            merged[key] += int(report.get(key, 0))
+        for key in ("pending", "tagged", "tag_errors"):
+            merged[key].extend(report.get(key, []))
+        for key in ("messages", "details", "reasons", "pending_reasons"):
+            merged[key].update(report.get(key, {}))
         for outcome, ids in (report.get("ids") or {}).items():
             merged["ids"].setdefault(outcome, []).extend(ids)
             merged["counts"][outcome] = merged["counts"].get(outcome, 0) + len(ids)
@@ -292,9 +361,15 @@ def merge_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]
 
 
 def format_table(counts: Mapping[str, int], total: int | None = None) -> str:
-    """A plain-text table of outcome counts, for logs and the DAG's report."""
+    """A plain-text table of outcome counts, for logs and the DAG's report. When ``total`` is larger than the
+    outcomes' sum, the difference shows as a ``pending`` row (ids not sent or whose call failed), so the rows
+    always add up to the total."""
     rows = [(outcome, counts.get(outcome, 0)) for outcome in [o.value for o in Outcome]]
-    total = sum(c for _, c in rows) if total is None else total
+    rows += [(outcome, n) for outcome, n in counts.items() if outcome not in {o.value for o in Outcome} and n]
+    outcomes_sum = sum(c for _, c in rows)
+    total = outcomes_sum if total is None else total
+    if total > outcomes_sum:
+        rows.append(("pending", total - outcomes_sum))
     width = max(len(name) for name, _ in [*rows, ("total", 0)])
     lines = [f"{'outcome'.ljust(width)} | {'records':>8}", f"{'-' * width}-+-{'-' * 8}"]
     lines += [f"{name.ljust(width)} | {count:>8,}" for name, count in rows]

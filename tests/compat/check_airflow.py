@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import pkgutil
+import shlex
 import shutil
 import subprocess
 import sys
@@ -190,7 +191,8 @@ class Emulator:
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()  # blocks until the emulator has bound its port
-        name, _, value = line.partition("=")
+        # the line is a shell command: export AIRFLOW_CONN_ZOHOCRM_DEFAULT='{…}'
+        name, _, value = shlex.split(line)[-1].partition("=")
         assert name == "AIRFLOW_CONN_ZOHOCRM_DEFAULT", f"unexpected emulator output: {line!r}"
         os.environ[name] = value
         self.url = json.loads(value)["extra"]["api_domain"]

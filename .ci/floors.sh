@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The dependency floors really work: a fresh venv with the LOWEST version of every direct dependency
+# (constraints/floors.txt, which must match the ">=" bounds in pyproject.toml) on Airflow 3.0, everything else
+# from constraints/airflow-3.0.txt, then the fast test suite (no real Airflow processes, no browser).
+#
+#   bash .ci/floors.sh                 # exit code 0 when the floors match pyproject.toml and the tests pass
+#   KEEP_WORKDIR=1 bash .ci/floors.sh  # keep the work dir (constraints used, source copy) for a look
+#   FLOORS_PYTEST_ARGS="tests/test_hook.py" bash .ci/floors.sh   # run fewer tests
+#   FRESH=1 bash .ci/floors.sh         # rebuild the cached venv ($ZOHOCRM_CI_CACHE, default ~/.cache/zohocrm-ci)
+#
+# Needs python3.11 (or $PYTHON) and PyPI; pip's cache is reused between runs.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PYTHON=${PYTHON:-python3.11}
+FLOORS=$ROOT/constraints/floors.txt
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/zohocrm-floors.XXXXXX")
+START=$SECONDS
+cleanup() {
+    if [[ -n "${KEEP_WORKDIR:-}" ]]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+step() { echo "== [$((SECONDS - START))s] $*"; }
+pipq() { "$VPY" -m pip "$@" > "$WORK/pip.log" 2>&1 || { grep -v "is ignored: it is neither" "$WORK/pip.log"; return 1; }; }
+
+step "floors.txt matches pyproject.toml, and the constraints for everything else"
+# Writes the constraints file to use: airflow-3.0.txt without the floors' distributions, without Airflow's
+# bundled providers, and (when the Airflow floor is not the version that file was frozen with) without Airflow's
+# own core and task SDK; then the floors themselves as pins.
+"$PYTHON" - "$ROOT/pyproject.toml" "$FLOORS" "$ROOT/constraints/airflow-3.0.txt" "$WORK/constraints.txt" <<'PY'
+import re
+import sys
+import tomllib
+
+pyproject, floors_path, constraints_path, out_path = sys.argv[1:]
+deps = tomllib.load(open(pyproject, "rb"))["project"]["dependencies"]
+declared = {}
+for dep in deps:
+    match = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][^,;\s]*)(.*)", dep)
+    if not match:
+        sys.exit(f"pyproject.toml dependency {dep!r} has no '>=' floor")
+    declared[match[1].lower()] = match[2]
+floors = {}
+for line in open(floors_path):
+    line = line.split("#", 1)[0].strip()
+    if line:
+        name, _, version = line.partition("==")
+        floors[name.strip().lower()] = version.strip()
+if declared != floors:
+    sys.exit(f"constraints/floors.txt {floors} does not match the floors in pyproject.toml {declared}")
+drop = set(floors)
+pinned = {}
+for line in open(constraints_path):
+    if "==" in line and not line.startswith("#"):
+        name, _, version = line.strip().partition("==")
+        pinned[name.lower()] = version
+if pinned.get("apache-airflow") != floors["apache-airflow"]:
+    drop |= {"apache-airflow-core", "apache-airflow-task-sdk"}
+# Airflow's bundled providers (common-io, common-sql, smtp, standard) were frozen with the newest common-compat;
+# their pins would veto its floor, so pip picks versions that work with the floors.
+drop |= {name for name in pinned if name.startswith("apache-airflow-providers-")}
+with open(out_path, "w") as out:
+    for line in open(constraints_path):
+        name = line.partition("==")[0].strip().lower()
+        if not line.startswith("#") and name not in drop:
+            out.write(line)
+    for name, version in floors.items():
+        out.write(f"{name}=={version}\n")
+print("floors:", ", ".join(f"{n}=={v}" for n, v in floors.items()))
+PY
+
+# The dependencies' venv is kept between runs under a key of everything that decides its contents (Airflow's
+# install is most of this step's time); the provider is reinstalled from the tree on every run.
+CACHE=${ZOHOCRM_CI_CACHE:-$HOME/.cache/zohocrm-ci}
+KEY=$(cat "$FLOORS" "$WORK/constraints.txt" "$ROOT/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+VENV=$CACHE/floors-$KEY
+VPY=$VENV/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+mkdir -p "$WORK/src"
+tar -C "$ROOT" --exclude=.git --exclude=.venv --exclude=build --exclude=dist --exclude='*.egg-info' \
+    --exclude=__pycache__ --exclude=.pytest_cache --exclude=.mypy_cache --exclude=.ruff_cache \
+    --exclude=.hypothesis --exclude=airflow-home --exclude=.artifacts -cf - . | tar -C "$WORK/src" -xf -
+if [[ -x "$VPY" && -f "$VENV/.complete" && -z "${FRESH:-}" ]]; then
+    step "reuse the floors venv $VENV (FRESH=1 builds it anew)"
+    # The provider from a copy of the tree (others work in the tree; build writes next to the sources).
+    pipq install --no-compile --no-deps --force-reinstall "$WORK/src"
+else
+    step "fresh venv ($("$PYTHON" --version)) in $VENV"
+    rm -rf "$VENV" && mkdir -p "$CACHE"
+    "$PYTHON" -m venv "$VENV"
+    mapfile -t FLOOR_REQS < <(grep -vE '^\s*(#|$)' "$FLOORS")
+    # fastapi<0.132: see .ci/compat-3.0.sh (newer FastAPI breaks Airflow 3.0's in-process Execution API).
+    step "install the floors (+ fastapi<0.132 and wtforms, as .ci/compat-3.0.sh)"
+    pipq install --no-compile -c "$WORK/constraints.txt" "${FLOOR_REQS[@]}" "fastapi[standard]<0.132" wtforms
+    step "install the provider and its test extra (no dependency may move off its floor)"
+    pipq install --no-compile -c "$WORK/constraints.txt" "$WORK/src[test]"
+    touch "$VENV/.complete"
+fi
+"$VPY" - "$FLOORS" <<'PY'
+import sys
+from importlib.metadata import version
+
+wrong = []
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if line:
+        name, _, floor = line.partition("==")
+        if version(name.strip()) != floor.strip():
+            wrong.append(f"{name.strip()} {version(name.strip())} (floor {floor.strip()})")
+if wrong:
+    sys.exit("not on the floor: " + ", ".join(wrong))
+from airflow.providers.common.compat.sdk import mask_secret  # noqa: F401  the reason for the compat floor
+print("every direct dependency is on its floor; mask_secret imports")
+PY
+
+step "fast tests on the floors: pytest ${FLOORS_PYTEST_ARGS:--m 'not airflow_run and not browser'}"
+mkdir -p "$WORK/tmp" "$WORK/home"
+cd "$WORK/src"  # the copy: tests import the installed provider's tree, and write nothing into $ROOT
+rc=0
+if [[ -n "${FLOORS_PYTEST_ARGS:-}" ]]; then
+    # shellcheck disable=SC2086
+    TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider $FLOORS_PYTEST_ARGS || rc=$?
+else
+    TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider -m "not airflow_run and not browser" || rc=$?
+fi
+step "done in $((SECONDS - START))s, exit $rc"
+exit "$rc"

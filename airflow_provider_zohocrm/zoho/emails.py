@@ -1,0 +1,318 @@
+"""A record's Emails related list: the one place Zoho's API documents a record's bounces.
+
+``GET /crm/{version}/{module}/{record_id}/Emails`` returns ten emails per call, paged with an opaque ``index``
+(pass back ``info.next_index``), and HTTP 204 when the record has no email within Zoho's 100-day retention.
+Each email carries ``status[]`` entries; a bounce is ``{"type": "bounced", "category": "Temporarily blocked",
+"sub_category": …, "bounced_reason": …, "bounced_time": …}`` (Zoho's v7/v8 docs, v8 OpenAPI spec
+``email_related_records.json``, v8 Python SDK). Scope: ``ZohoCRM.modules.emails.READ`` with
+``ZohoCRM.modules.{module}.READ``.
+
+``owner_id``: the v8 OpenAPI spec marks it required, but Zoho's docs call it optional and usable "only with
+type=user_emails", their examples send neither, and Zoho's v8 SDK sends it only when the caller sets it. So it is
+never sent here; neither is ``type`` (Zoho's default: the user's emails and the ones sent from CRM).
+
+Order: Zoho's documented sample lists the newest email first, so reading stops at the first page that holds a
+sent email with a status (received mail synced from a mailbox, drafts and scheduled emails carry none and are
+skipped). When a page's times run oldest first instead, the pages are read to the end. Either way no more is
+read than needed to find the latest status.
+
+No Airflow import: the hook and the operator build on this.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_zohocrm.zoho.errors import ZohoRequestError, ZohoResponseError
+from airflow_provider_zohocrm.zoho.validation import validate_module, validate_record_ids
+
+if TYPE_CHECKING:
+    from airflow_provider_zohocrm.zoho.client import ZohoCRMClient
+
+log = logging.getLogger(__name__)
+
+#: Emails per call (Zoho's docs: "ten emails per API call").
+EMAILS_PER_PAGE = 10
+#: Days Zoho keeps email status (Email Insights): older bounces are invisible to this API.
+EMAIL_RETENTION_DAYS = 100
+#: Why an id was not checked: the task's ``max_email_checks`` ran out.
+BUDGET_REASON = "email-check budget reached"
+
+
+class Verdict(StrEnum):
+    """What a record's latest email says about its address."""
+
+    SOFT = "soft"  # latest email bounced temporarily: an unblock target
+    HARD = "hard"  # latest email bounced permanently: Zoho never unblocks it
+    NONE = "none"  # latest email did not bounce, or no email at all: nothing is blocked
+    DEFERRED = "deferred"  # a soft bounce too recent for the policy, or not checked (budget)
+    UNKNOWN = "unknown"  # a shape or category this code does not know: let Zoho's unblock answer decide
+
+
+@dataclass(frozen=True)
+class BounceCheck:
+    """The verdict on one record, with Zoho's bounce details and the calls it took.
+
+    ``note`` says why, in our words, for deferred and unknown verdicts (``reason`` is Zoho's bounce reason).
+    """
+
+    verdict: str
+    category: str | None = None
+    sub_category: str | None = None
+    reason: str | None = None
+    bounced_time: str | None = None
+    calls: int = 0
+    note: str = ""
+
+    def details(self) -> dict[str, str | None]:
+        """The fields a person needs to judge the record (for the report)."""
+        return {
+            "category": self.category,
+            "sub_category": self.sub_category,
+            "reason": self.reason,
+            "bounced_time": self.bounced_time,
+        }
+
+
+class CallBudget:
+    """At most ``limit`` Emails calls, shared by the threads of one task (``None``: no limit)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.spent = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Reserve one call; False once the budget is spent."""
+        with self._lock:
+            if self.limit is not None and self.spent >= self.limit:
+                return False
+            self.spent += 1
+            return True
+
+
+# -- pure classification ------------------------------------------------------------------------------------
+
+_SOFT_WORDS = re.compile(r"\b(temporar(y|ily)|soft)\b")
+_HARD_WORDS = re.compile(r"\b(permanent(ly)?|hard)\b")
+
+
+def bounce_kind(category: Any) -> str | None:
+    """``"soft"`` or ``"hard"`` from Zoho's bounce category, tolerant of case and wording ("Temporarily
+    blocked", "temporary", "Soft bounce"; "Permanently blocked", "permanent", "Hard bounce"); else None."""
+    if not isinstance(category, str):
+        return None
+    text = re.sub(r"[^a-z]+", " ", category.lower())
+    soft, hard = bool(_SOFT_WORDS.search(text)), bool(_HARD_WORDS.search(text))
+    if soft == hard:  # neither, or both ("soft, then hard"): not ours to guess
+        return None
+    return "soft" if soft else "hard"
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Zoho's ISO 8601 times (``2023-11-03T08:10:58+05:30``), as aware datetimes; None if absent or odd."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def email_time(email: Mapping[str, Any]) -> datetime | None:
+    """When an email was sent: ``time`` in the list answer, ``sent_time`` in the single-email answer."""
+    return parse_time(email.get("time")) or parse_time(email.get("sent_time"))
+
+
+def carries_status(email: Mapping[str, Any]) -> bool:
+    """Whether an email says something about the address: a sent email with status entries. Drafts and
+    scheduled emails (``sent: false``) and received mail synced from a mailbox (no status) say nothing, so
+    they never hide an older bounce."""
+    if not isinstance(email, Mapping) or email.get("sent") is False:
+        return False
+    status = email.get("status")
+    return status is not None and status != []
+
+
+def latest_email(emails: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The newest email that carries a status: by time when every such email has one, else the first (Zoho
+    lists newest first)."""
+    sent = [e for e in emails if carries_status(e)]
+    if not sent:
+        return None
+    times = [email_time(e) for e in sent]
+    if all(t is not None for t in times):
+        newest = max(range(len(sent)), key=lambda i: (times[i], -i))  # ties: the earlier in the list
+        return sent[newest]
+    return sent[0]
+
+
+def runs_oldest_first(emails: Sequence[Mapping[str, Any]]) -> bool:
+    """True when a page's times show oldest-first order (so the newest email is on a later page)."""
+    times = [email_time(e) for e in emails if isinstance(e, Mapping)]
+    known = [t for t in times if t is not None]
+    return len(known) >= 2 and known[0] < known[-1]
+
+
+def classify_emails(
+    emails: Sequence[Mapping[str, Any]],
+    *,
+    now: datetime,
+    min_hours_since_bounce: float = 0,
+    calls: int = 0,
+) -> BounceCheck:
+    """The verdict from a record's emails (any order): the latest sent email decides.
+
+    A temporary bounce is ``soft`` (``deferred`` when younger than ``min_hours_since_bounce``), a permanent
+    one ``hard``; no bounce in the latest email, or no email, is ``none``. A shape or category not known here
+    is ``unknown``, logged as a warning, so that the unblock call's answer decides.
+    """
+    email = latest_email(emails)
+    if email is None:
+        return BounceCheck(Verdict.NONE, calls=calls, note="no sent email within Zoho's retention")
+    status = email.get("status")
+    if not isinstance(status, list) or not all(isinstance(s, Mapping) for s in status):
+        return BounceCheck(Verdict.UNKNOWN, calls=calls, note=f"latest email has status {status!r}")
+    bounces = [s for s in status if str(s.get("type") or "").strip().lower().startswith("bounce")]
+    if not bounces:
+        return BounceCheck(Verdict.NONE, calls=calls)
+    bounce = max(bounces, key=lambda s: parse_time(s.get("bounced_time")) or datetime.min.replace(tzinfo=UTC))
+    found = BounceCheck(
+        Verdict.SOFT,
+        category=_text(bounce.get("category")),
+        sub_category=_text(bounce.get("sub_category")),
+        reason=_text(bounce.get("bounced_reason")),
+        bounced_time=_text(bounce.get("bounced_time")),
+        calls=calls,
+    )
+    kind = bounce_kind(bounce.get("category"))
+    if kind == "hard":
+        return replace(found, verdict=Verdict.HARD)
+    if kind is None:
+        return replace(
+            found, verdict=Verdict.UNKNOWN, note=f"bounce category {bounce.get('category')!r} is not known"
+        )
+    if min_hours_since_bounce > 0:
+        when = parse_time(bounce.get("bounced_time")) or email_time(email)
+        if when is None:
+            return replace(found, note="bounce time unknown: min_hours_since_bounce not applied")
+        age_hours = (now - when).total_seconds() / 3600
+        if age_hours < min_hours_since_bounce:
+            return replace(
+                found,
+                verdict=Verdict.DEFERRED,
+                note=f"bounced {max(age_hours, 0):.1f} h ago, less than min_hours_since_bounce="
+                f"{min_hours_since_bounce:g}",
+            )
+    return found
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+
+
+def _emails_path(module: str, record_id: str) -> str:
+    module = validate_module(module)
+    (record_id,) = validate_record_ids([record_id])  # it becomes part of the URL path
+    return f"{module}/{record_id}/Emails"
+
+
+def iter_email_pages(
+    client: ZohoCRMClient, module: str, record_id: str, *, budget: CallBudget | None = None
+) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """Yield ``(emails, info)`` per page, following ``info.next_index`` while ``more_records``; nothing for a
+    204. Stops (without calling) when ``budget`` is spent: the caller sees the pages it got."""
+    path = _emails_path(module, record_id)
+    index: str | None = None
+    seen: set[str] = set()
+    while True:
+        if budget is not None and not budget.take():
+            raise _BudgetSpent
+        params = {"index": index} if index else None
+        response = client.request("GET", path, params=params, purpose="emails", module=module)
+        if response.status == 204 or response.body is None:
+            return
+        body = response.body
+        if not isinstance(body, dict) or not isinstance(body.get("Emails"), list):
+            raise ZohoResponseError(
+                f"Zoho's answer to GET {module}/…/Emails has no 'Emails' list", status=response.status
+            )
+        info = body.get("info") if isinstance(body.get("info"), dict) else {}
+        assert isinstance(info, dict)
+        yield [e for e in body["Emails"] if isinstance(e, dict)], info
+        next_index = info.get("next_index")
+        if not info.get("more_records") or not next_index:
+            return
+        next_index = str(next_index)
+        if next_index in seen or next_index == index:
+            raise ZohoResponseError(f"Zoho's Emails paging repeats index {next_index[:16]}…")
+        seen.add(next_index)
+        index = next_index
+
+
+class _BudgetSpent(Exception):
+    """Internal: the task's email-check budget ran out before the next page."""
+
+
+def iter_emails(client: ZohoCRMClient, module: str, record_id: str) -> Iterator[dict[str, Any]]:
+    """Every email of a record within Zoho's retention, in Zoho's order (one call per ten emails)."""
+    for emails, _info in iter_email_pages(client, module, record_id):
+        yield from emails
+
+
+def check_bounce(
+    client: ZohoCRMClient,
+    module: str,
+    record_id: str,
+    *,
+    now: datetime | None = None,
+    min_hours_since_bounce: float = 0,
+    budget: CallBudget | None = None,
+) -> BounceCheck:
+    """Read a record's Emails list only as deep as needed to find its latest status, and classify it.
+
+    Newest-first pages (Zoho's documented order) stop after the first page; oldest-first pages are read to the
+    end. A spent ``budget`` gives ``deferred`` with :data:`BUDGET_REASON`. A record Zoho calls invalid (or whose
+    emails this user may not see) is ``unknown``, so the unblock call reports it. Other errors propagate.
+    """
+    now = now or datetime.now(UTC)
+    collected: list[dict[str, Any]] = []
+    calls = 0
+    try:
+        for emails, _info in iter_email_pages(client, module, record_id, budget=budget):
+            calls += 1
+            collected.extend(emails)
+            if not runs_oldest_first(emails) and any(carries_status(e) for e in emails):
+                break  # newest first: this page holds the latest status
+    except _BudgetSpent:
+        return BounceCheck(Verdict.DEFERRED, calls=calls, note=BUDGET_REASON)
+    except ZohoRequestError as exc:
+        per_record = (exc.code == "INVALID_DATA" and "param_name" not in exc.details) or exc.code in (
+            "NO_PERMISSION",
+        )
+        if not per_record:
+            raise
+        log.warning(
+            "Emails of %s %s could not be read (%s); the unblock call decides.", module, record_id, exc
+        )
+        return BounceCheck(Verdict.UNKNOWN, calls=calls + 1, note=f"Emails list refused: {exc}")
+    check = classify_emails(collected, now=now, min_hours_since_bounce=min_hours_since_bounce, calls=calls)
+    if check.verdict == Verdict.UNKNOWN:
+        log.warning(
+            "%s %s: %s; sending it to the unblock call so that Zoho's answer decides.",
+            module,
+            record_id,
+            check.note,
+        )
+    return check

@@ -1,0 +1,203 @@
+"""The example DAG's report: the mapped tasks' results per module and in total, checked against what was found.
+
+Pure (no I/O, no Airflow). Every candidate id of every source must end in exactly one outcome of its module, or
+in ``pending`` (a dry run, or ids a failed task never sent); :func:`build_run_report` says which ids were lost
+or reported twice, so the DAG can fail the run instead of printing totals that do not add up.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from airflow_provider_zohocrm.zoho.unblock import NEEDS_PERSON_OUTCOMES, Outcome
+
+#: Ids listed per needs-person outcome in the printed report (all of them are in the returned dict).
+LIST_LIMIT = 50
+
+
+def _outcomes() -> list[str]:
+    return [o.value for o in Outcome]
+
+
+def format_module_table(counts: Mapping[str, Mapping[str, int]], modules: Sequence[str]) -> str:
+    """One row per outcome, one column per module and a total column; a total row at the bottom."""
+    outcomes = _outcomes() + sorted({o for c in counts.values() for o in c} - set(_outcomes()))
+    columns = [*modules, "total"]
+
+    def cell(outcome: str, column: str) -> int:
+        if column == "total":
+            return sum(counts.get(m, {}).get(outcome, 0) for m in modules)
+        return counts.get(column, {}).get(outcome, 0)
+
+    width = max(len(name) for name in [*outcomes, "outcome", "total"])
+    widths = [max(8, len(c)) for c in columns]
+    head = f"{'outcome'.ljust(width)} | " + " | ".join(
+        c.rjust(w) for c, w in zip(columns, widths, strict=True)
+    )
+    rule = f"{'-' * width}-+-" + "-+-".join("-" * w for w in widths)
+    lines = [head, rule]
+    for outcome in outcomes:
+        values = [f"{cell(outcome, c):,}".rjust(w) for c, w in zip(columns, widths, strict=True)]
+        lines.append(f"{outcome.ljust(width)} | " + " | ".join(values))
+    lines.append(rule)
+    totals = [f"{sum(cell(o, c) for o in outcomes):,}".rjust(w) for c, w in zip(columns, widths, strict=True)]
+    lines.append(f"{'total'.ljust(width)} | " + " | ".join(totals))
+    return "\n".join(lines)
+
+
+def build_run_report(
+    found: Iterable[Mapping[str, Any]], results: Iterable[Mapping[str, Any] | None]
+) -> dict[str, Any]:
+    """Merge the mapped tasks' reports per module and check them against the candidates found.
+
+    :param found: per source ``{"module", "ids", "source", "repeated"}`` (``ids`` after dedupe per module).
+    :param results: the ``UnblockEmailOperator`` results (``module``, ``ids`` per outcome, ``pending``, ``calls``,
+        and, where the operator has them, ``email_checks``, ``tag_calls``, ``details``, ``messages``).
+    :returns: ``modules`` (order of first appearance), ``found``/``counts``/``ids`` per module, run totals,
+        ``needs_person`` with details, and ``lost``/``extra``/``twice`` per module (empty when all adds up).
+    """
+    found_ids: dict[str, list[str]] = {}
+    sources: list[dict[str, Any]] = []
+    for entry in found:
+        module = str(entry["module"])
+        found_ids.setdefault(module, []).extend(str(i) for i in entry.get("ids", []))
+        sources.append(
+            {k: entry.get(k) for k in ("source", "module", "repeated")} | {"found": len(entry.get("ids", []))}
+        )
+    modules = list(found_ids)
+    counts: dict[str, dict[str, int]] = {m: dict.fromkeys(_outcomes(), 0) for m in modules}
+    ids: dict[str, dict[str, list[str]]] = {m: {o: [] for o in _outcomes()} for m in modules}
+    pending: dict[str, list[str]] = {m: [] for m in modules}
+    pending_reasons: dict[str, str] = {}
+    details: dict[str, dict[str, Any]] = {}
+    messages: dict[str, str] = {}
+    totals = Counter[str]()
+    tasks = 0
+    for result in results:
+        if not result:
+            continue
+        tasks += 1
+        module = str(result.get("module") or "")
+        if module not in counts:  # a module nobody searched: still shown, and flagged below as extra ids
+            modules.append(module)
+            found_ids.setdefault(module, [])
+            counts[module] = dict.fromkeys(_outcomes(), 0)
+            ids[module] = {o: [] for o in _outcomes()}
+            pending[module] = []
+        for outcome, outcome_ids in (result.get("ids") or {}).items():
+            ids[module].setdefault(outcome, []).extend(str(i) for i in outcome_ids)
+            counts[module][outcome] = counts[module].get(outcome, 0) + len(outcome_ids)
+        pending[module].extend(str(i) for i in result.get("pending") or [])
+        reasons = result.get("pending_reasons") or {}
+        if isinstance(reasons, Mapping):
+            pending_reasons.update({str(k): str(v) for k, v in reasons.items()})
+        for key in ("calls", "email_checks", "tag_calls"):
+            value = result.get(key)
+            totals[key] += (
+                int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+            )
+        for rid, info in (result.get("details") or {}).items():
+            details[f"{module}:{rid}"] = dict(info) if isinstance(info, Mapping) else {"reason": str(info)}
+        for rid, message in (result.get("messages") or {}).items():
+            messages[f"{module}:{rid}"] = str(message)
+    lost: dict[str, list[str]] = {}
+    extra: dict[str, list[str]] = {}
+    twice: dict[str, list[str]] = {}
+    for module in modules:
+        reported = Counter(rid for outcome_ids in ids[module].values() for rid in outcome_ids)
+        reported.update(pending[module])
+        wanted = set(found_ids[module])
+        lost[module] = sorted(wanted - set(reported), key=_id_key)
+        extra[module] = sorted(set(reported) - wanted, key=_id_key)
+        twice[module] = sorted((rid for rid, n in reported.items() if n > 1), key=_id_key)
+    needs_person = {
+        outcome: [
+            {"module": m, "id": rid, **details.get(f"{m}:{rid}", {})}
+            for m in modules
+            for rid in ids[m].get(outcome, [])
+        ]
+        for outcome in sorted(o.value for o in NEEDS_PERSON_OUTCOMES)
+    }
+    return {
+        "modules": modules,
+        "sources": sources,
+        "found": {m: len(found_ids[m]) for m in modules},
+        "found_total": sum(len(v) for v in found_ids.values()),
+        "counts": counts,
+        "ids": ids,
+        "pending": pending,
+        "pending_reasons": pending_reasons,
+        "total": sum(sum(c.values()) for c in counts.values()) + sum(len(p) for p in pending.values()),
+        "calls": totals["calls"],
+        "email_checks": totals["email_checks"],
+        "tag_calls": totals["tag_calls"],
+        "tasks": tasks,
+        "needs_person": needs_person,
+        "details": details,
+        "messages": messages,
+        "lost": {m: v for m, v in lost.items() if v},
+        "extra": {m: v for m, v in extra.items() if v},
+        "twice": {m: v for m, v in twice.items() if v},
+    }
+
+
+def accounting_errors(report: Mapping[str, Any]) -> list[str]:
+    """What does not add up, per module, in words; empty when every found id has exactly one outcome."""
+    problems = []
+    for key, words in (
+        ("lost", "without outcome"),
+        ("extra", "reported but never found"),
+        ("twice", "reported twice"),
+    ):
+        for module, module_ids in report[key].items():
+            problems.append(f"{module}: {len(module_ids)} id(s) {words} (e.g. {', '.join(module_ids[:5])})")
+    return problems
+
+
+def format_run_report(report: Mapping[str, Any], *, dry_run: bool = False, tag: str | None = None) -> str:
+    """The text the report task prints: header, table per module with a total column, records needing a
+    person with Zoho's bounce reason, pending ids, and per-record messages."""
+    modules = report["modules"]
+    lines = [
+        f"Zoho CRM Unblock Email report: {report['found_total']:,} candidate record(s) found,"
+        f" {report['total']:,} reported, {report['calls']:,} unblock call(s),"
+        f" {report['email_checks']:,} email check(s), {report['tag_calls']:,} tag call(s).",
+    ]
+    if modules:
+        lines.append(format_module_table(report["counts"], modules))
+    else:
+        lines.append("(no source listed any record)")
+    pending_total = sum(len(v) for v in report["pending"].values())
+    if pending_total:
+        if dry_run:
+            lines.append(f"dry run: {pending_total:,} record(s) would be sent; nothing was changed.")
+        else:
+            lines.append(f"pending: {pending_total:,} record(s) not sent (see pending_reasons).")
+    for outcome, records in report["needs_person"].items():
+        if not records:
+            continue
+        tagged = f", tagged {tag!r}" if tag and not dry_run else ""
+        lines.append(f"Need a person ({outcome}, {len(records):,}{tagged}):")
+        for rec in records[:LIST_LIMIT]:
+            why = _bounce_words(rec)
+            lines.append(f"  {rec['module']} {rec['id']}" + (f": {why}" if why else ""))
+        if len(records) > LIST_LIMIT:
+            lines.append(f"  … and {len(records) - LIST_LIMIT:,} more (all in the report's XCom)")
+    for key, message in list(report["messages"].items())[:20]:
+        lines.append(f"  {key.replace(':', ' ', 1)}: {message}")
+    return "\n".join(lines)
+
+
+def _bounce_words(rec: Mapping[str, Any]) -> str:
+    """``Permanently blocked / Invalid Email Address, bounced 2026-…: "Mailbox does not exist."``"""
+    kind = " / ".join(str(rec[k]) for k in ("category", "sub_category") if rec.get(k))
+    when = f"bounced {rec['bounced_time']}" if rec.get("bounced_time") else ""
+    head = ", ".join(part for part in (kind, when) if part)
+    reason = f'"{rec["reason"]}"' if rec.get("reason") else ""
+    return ": ".join(part for part in (head, reason) if part)
+
+
+def _id_key(rid: str) -> tuple[int, str]:
+    return (len(rid), rid)
