@@ -238,37 +238,27 @@ def faults(backend: EmulatorBackend, req: Request) -> Reply:
     return Reply.json(200, {"added": len(items)})
 
 
-@route("admin_clear_faults", "/_emulator/clear_faults", "POST", service="admin")
-def clear_faults(backend: EmulatorBackend, req: Request) -> Reply:
-    backend.clear_faults()
-    return Reply.json(200, {"status": "ok"})
+def _register_plain_action(name: str) -> None:
+    """``POST /_emulator/<name>`` calls the backend method of that name, which takes no argument."""
+
+    def handler(backend: EmulatorBackend, req: Request) -> Reply:
+        getattr(backend, name)()
+        return Reply.json(200, {"status": "ok"})
+
+    route(f"admin_{name}", f"/_emulator/{name}", "POST", service="admin")(handler)
 
 
-@route("admin_reset_stats", "/_emulator/reset_stats", "POST", service="admin")
-def reset_stats(backend: EmulatorBackend, req: Request) -> Reply:
-    backend.reset_stats()
-    return Reply.json(200, {"status": "ok"})
+for _action in (
+    "clear_faults",
+    "reset_stats",
+    "revoke_access_tokens",
+    "expire_access_tokens",
+    "expire_page_tokens",
+):
+    _register_plain_action(_action)
 
 
 @route("admin_advance", "/_emulator/advance", "POST", service="admin")
 def advance(backend: EmulatorBackend, req: Request) -> Reply:
     backend.advance(float(_payload(req).get("seconds", 0)))
     return Reply.json(200, {"now": backend.now()})
-
-
-@route("admin_revoke_access_tokens", "/_emulator/revoke_access_tokens", "POST", service="admin")
-def revoke_access_tokens(backend: EmulatorBackend, req: Request) -> Reply:
-    backend.revoke_access_tokens()
-    return Reply.json(200, {"status": "ok"})
-
-
-@route("admin_expire_access_tokens", "/_emulator/expire_access_tokens", "POST", service="admin")
-def expire_access_tokens(backend: EmulatorBackend, req: Request) -> Reply:
-    backend.expire_access_tokens()
-    return Reply.json(200, {"status": "ok"})
-
-
-@route("admin_expire_page_tokens", "/_emulator/expire_page_tokens", "POST", service="admin")
-def expire_page_tokens(backend: EmulatorBackend, req: Request) -> Reply:
-    backend.expire_page_tokens()
-    return Reply.json(200, {"status": "ok"})
