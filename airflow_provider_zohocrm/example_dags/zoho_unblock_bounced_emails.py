@@ -140,7 +140,8 @@ def _max_groups() -> int:
     doc_md=__doc__,
 )
 def zoho_unblock_bounced_emails() -> None:
-    @task
+    # multiple_outputs=False: a dict return would be split into one XCom per key, and Airflow 3.0 refuses a None one
+    @task(multiple_outputs=False)
     def check_params(params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Every param checked, no network call: a bad value fails here, before any Zoho call."""
         from airflow.providers.common.compat.sdk import AirflowFailException
@@ -219,7 +220,7 @@ def zoho_unblock_bounced_emails() -> None:
         )
         return groups
 
-    @task(trigger_rule="none_failed")  # also when nothing was found (the mapped task is then skipped)
+    @task(trigger_rule="none_failed", multiple_outputs=False)  # also runs when nothing was found
     def report(
         results: list[dict[str, Any]], found: list[dict[str, Any]], settings: dict[str, Any]
     ) -> dict[str, Any]:
