@@ -68,18 +68,23 @@ def test_client_raises_a_clear_error_for_the_request_level_answer(
     assert_untouched(emulator, custom_org)
 
 
-def test_operator_fails_clearly_with_every_id_pending(
-    emulator: ZohoCRMEmulator, custom_org: list[str]
-) -> None:
-    ids = [*custom_org, INVALID_ID]
-    ti = RecordingTI()
-    op = UnblockEmailOperator(
+def _both_fields_operator(ids: list[str]) -> UnblockEmailOperator:
+    """Email and Secondary_Email on a custom module that has no Secondary_Email, two batches."""
+    return UnblockEmailOperator(
         task_id="unblock",
         module=MODULE,
         record_ids=ids,
         unblock_fields=["Email", "Secondary_Email"],
         batch_size=3,
     )
+
+
+def test_operator_fails_clearly_with_every_id_pending(
+    emulator: ZohoCRMEmulator, custom_org: list[str]
+) -> None:
+    ids = [*custom_org, INVALID_ID]
+    ti = RecordingTI()
+    op = _both_fields_operator(ids)
     with pytest.raises(AirflowException) as caught:
         op.execute({"ti": ti})  # type: ignore[arg-type]
     # a request-level 400 answers the same on every try: the task must not be retried
@@ -100,13 +105,7 @@ def test_operator_with_the_per_record_form(emulator: ZohoCRMEmulator, custom_org
     emulator.backend.config.unavailable_field_style = "record"
     ids = [*custom_org, INVALID_ID]
     ti = RecordingTI()
-    op = UnblockEmailOperator(
-        task_id="unblock",
-        module=MODULE,
-        record_ids=ids,
-        unblock_fields=["Email", "Secondary_Email"],
-        batch_size=3,
-    )
+    op = _both_fields_operator(ids)
     report = op.execute({"ti": ti})  # type: ignore[arg-type]
     assert sorted(report["ids"]["not_allowed"]) == sorted(custom_org)
     assert report["ids"]["invalid_record"] == [INVALID_ID]
