@@ -334,7 +334,7 @@ class FakeVariables:
     def __init__(self, delay: float = 0.0) -> None:
         self.values: dict[str, str] = {}
         self.delay = delay
-        self.writes: list[str] = []
+        self.writes: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -346,7 +346,7 @@ class FakeVariables:
         time.sleep(self.delay)
         with self._lock:
             self.values[key] = value
-            self.writes.append(key)
+            self.writes.append((key, value))
 
     def delete(self, key: str) -> None:
         time.sleep(self.delay)
@@ -409,9 +409,31 @@ def test_machine_lock_wait_that_ends_with_a_fresh_token_takes_no_lease(
     emulator.backend.add_fault(Fault(endpoint="token", action="delay", delay=0.5))
     race(4, lambda i: manager(emulator, MachineStore(tmp_path / "one-machine", variables)))
     assert emulator.backend.stats["token_requests"] == 1
-    lease_writes = [k for k in variables.writes if k.endswith("_lease")]
+    lease_writes = [k for k, value in variables.writes if '"lease"' in value]  # claims (no secret in them)
     assert len(lease_writes) == 1, (
         f"only the refreshing task took the lease: {len(lease_writes)} lease writes"
+    )
+
+
+def test_cold_race_only_each_machines_lock_holder_calls_the_task_api(
+    emulator: ZohoCRMEmulator, tmp_path: Path
+) -> None:
+    """The cold-race latency is made of Task API round trips, and a burst of them queues at the api-server. A
+    task whose machine has nothing cached waits for that machine's lock before it asks the Variable API: the
+    holder asks for the whole machine, and the tasks that waited find its token in the machine's copy."""
+    variables = FakeVariables(delay=0.02)
+    emulator.backend.add_fault(Fault(endpoint="token", action="delay", delay=0.3))
+    stores: list[MachineStore] = []
+
+    def make(i: int) -> TokenManager:
+        stores.append(MachineStore(tmp_path / f"machine-{i % 3}", variables))
+        return manager(emulator, stores[-1])
+
+    race(12, make)
+    assert emulator.backend.stats["token_requests"] == 1
+    callers = [i for i, store in enumerate(stores) if store.lease_stats["variable_calls"]]
+    assert len(callers) == 3, (
+        f"{len(callers)} of 12 tasks called the Task API; only one per machine (3) should have"
     )
 
 

@@ -2,15 +2,15 @@
 
 Inside a task, the (encrypted) token state lives in an Airflow Variable, which every worker reaches through
 the Task Execution API — on the LocalExecutor, Celery or Kubernetes alike. Refreshes are serialised twice:
-by a file lock among the processes of one machine (atomic), and by a lease Variable among machines (best effort:
-the Task Execution API has no compare-and-set, see docs/ARCHITECTURE.md "Token sharing protocol"). Outside a
+by a file lock among the processes of one machine (atomic), and by a lease among machines, written into the same
+Variable so that one read returns both the token and who is refreshing it (best effort: the Task Execution API has
+no compare-and-set, see docs/ARCHITECTURE.md "Token sharing protocol"). Outside a
 task (the UI's Test button, a script) there is no Task API: the store falls back to the machine-local file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import socket
@@ -24,6 +24,10 @@ from airflow_provider_zohocrm.zoho.auth import FileTokenStore, LeaseStatus
 log = logging.getLogger(__name__)
 
 VARIABLE_PREFIX = "zohocrm_token_cache_"
+#: A read of the shared Variable this recent (seconds) stands in for the lease read before a claim; the claim's
+#: pause grows by the same amount, so the read→write gap it must cover still fits (see ``_acquire_lease``).
+FRESH_READ_SECONDS = 0.01
+ENVELOPE_FORMAT = "zohocrm-lease-1"
 
 
 def in_task_context() -> bool:
@@ -63,6 +67,9 @@ class AirflowVariableTokenStore:
         self._recent_calls: list[float] = []
         self._leased: set[str] = set()  # keys whose lease this process holds
         self._saved_under_lease: set[str] = set()
+        self._observed: dict[str, str | None] = {}  # the store's blob a lease wait ended on ("changed")
+        #: per key, what the last Variable read held: (state blob, lease, time.monotonic() of the answer)
+        self._seen: dict[str, tuple[str | None, dict[str, Any] | None, float]] = {}
         self._calls = 0
         #: what this process did (for tests and benchmarks)
         self.lease_stats: dict[str, float] = dict.fromkeys(
@@ -93,15 +100,37 @@ class AirflowVariableTokenStore:
     def load(self, key: str) -> str | None:
         if self._use_variables():
             try:
-                value = self._timed(self._variable().get, VARIABLE_PREFIX + key, default=None)
+                state, _lease = self._read(key)
             except Exception as exc:
                 log.warning(
                     "Reading the shared Zoho token failed (%s); using the local cache.", type(exc).__name__
                 )
             else:
-                if value:
-                    return str(value)
+                if state:
+                    return state
         return self.files.load(key)
+
+    def _read(self, key: str) -> tuple[str | None, dict[str, Any] | None]:
+        """The shared Variable: (state blob, lease); remembered for the lease protocol. Raises on API errors."""
+        raw = self._timed(self._variable().get, VARIABLE_PREFIX + key, default=None)
+        state, lease = _unpack(raw)
+        self._seen[key] = (state, lease, time.monotonic())
+        return state, lease
+
+    def _write(self, key: str, state: str | None, lease: dict[str, Any] | None) -> None:
+        """The shared Variable: the bare blob when no lease is held (what a reader of any version expects),
+        an envelope with the lease while one is."""
+        value = _pack(state, lease)
+        if value is None:
+            self._timed(self._variable().delete, VARIABLE_PREFIX + key)
+        else:
+            self._timed(
+                self._variable().set,
+                VARIABLE_PREFIX + key,
+                value,
+                description="Encrypted Zoho CRM access-token cache (provider-managed)",
+            )
+        self._seen.pop(key, None)  # only a read tells what the Variable holds (others may write after us)
 
     def load_local(self, key: str) -> str | None:
         """This machine's copy only (no Task API call): what a process that held this machine's lock left."""
@@ -114,14 +143,9 @@ class AirflowVariableTokenStore:
     def save(self, key: str, blob: str) -> None:
         self.files.save(key, blob)
         if self._use_variables():
-            self._timed(
-                self._variable().set,
-                VARIABLE_PREFIX + key,
-                blob,
-                description="Encrypted Zoho CRM access-token cache (provider-managed)",
-            )
+            self._write(key, blob, None)  # a save also ends any lease (no release round trip)
             if key in self._leased:
-                self._saved_under_lease.add(key)  # this save also ends the lease (see ``_live``)
+                self._saved_under_lease.add(key)
 
     def delete(self, key: str) -> None:
         self.files.delete(key)
@@ -133,22 +157,14 @@ class AirflowVariableTokenStore:
         """This machine's lock (flock): atomic among the processes sharing the cache directory."""
         return self.files.lock(key)
 
+    def wait_unlocked(self, key: str) -> bool:
+        """Wait (shared) until no process of this machine holds its lock; True if one did."""
+        return self.files.wait_unlocked(key)
+
     def try_lock(self, key: str) -> contextlib.AbstractContextManager[bool]:
         return self.files.try_lock(key)
 
     # -- the cross-machine lease ---------------------------------------------------------------------------
-
-    def _lease_key(self, key: str) -> str:
-        return f"{VARIABLE_PREFIX}{key}_lease"
-
-    def _read_lease(self, key: str) -> dict[str, Any] | None:
-        """The current lease; raises when the Variable API fails (the caller decides)."""
-        raw = self._timed(self._variable().get, self._lease_key(key), default=None)
-        try:
-            lease = json.loads(raw) if raw else None
-        except ValueError:
-            return None
-        return lease if isinstance(lease, dict) else None
 
     @contextlib.contextmanager
     def lease(
@@ -157,8 +173,8 @@ class AirflowVariableTokenStore:
         """The cross-machine refresh lease, held at most ``hold_seconds`` (at least ``lease_seconds``).
 
         Yields ``held`` (refresh), ``busy`` (another machine holds it and ``wait`` is false), ``changed`` (we
-        waited and the holder left something in the store: look there first) or ``unavailable`` (the Variable
-        API failed: refresh without it; this machine's lock still bounds it to one grant per machine).
+        waited and the holder left something in the store: :meth:`observed` has it) or ``unavailable`` (the
+        Variable API failed: refresh without it; this machine's lock still bounds it to one grant per machine).
         ``since``: the store's blob as the caller last read it ("changed" is relative to it).
         """
         if not self._use_variables():
@@ -174,7 +190,7 @@ class AirflowVariableTokenStore:
             if status == "held":
                 self._leased.discard(key)
                 if key in self._saved_under_lease:
-                    self._saved_under_lease.discard(key)  # void already: its basis is no longer the store
+                    self._saved_under_lease.discard(key)  # the save replaced the lease already
                 else:
                     self._release_lease(key, owner)
 
@@ -183,62 +199,91 @@ class AirflowVariableTokenStore:
         slowest = max(self._recent_calls, default=0.0)
         return min(self.max_settle_seconds, max(self.settle_seconds, slowest))
 
+    def _current(self, key: str) -> tuple[str | None, dict[str, Any] | None]:
+        """The Variable as read within ``FRESH_READ_SECONDS`` (the caller's own store read), else read now."""
+        seen = self._seen.get(key)
+        if seen is not None and time.monotonic() - seen[2] <= FRESH_READ_SECONDS:
+            return seen[0], seen[1]
+        return self._read(key)
+
     def _acquire_lease(self, key: str, owner: str, hold: float, wait: bool, since: str | None) -> LeaseStatus:
-        """Write the lease, pause, read it back: the last writer wins, and a writer that read "free" before our
-        write lands after our read-back only if its read→write gap exceeds our pause plus our read-back's own
-        round trip (see the protocol)."""
-        start_blob = since
+        """Claim, pause, read back: the last writer wins. A claim rewrites the state it read next to the lease,
+        so the read that found the store without a usable token is also the read that found the lease free.
+        A second claimer that read "free" before our claim landed lands its own within its read→write gap; the
+        pause covers that gap (see the protocol)."""
         started = time.monotonic()
         polls = 0
         try:
             while True:
-                if polls and self.load(key) != start_blob:
-                    return "changed"  # the holder finished: the caller finds its token (or its error)
-                if polls % 3 == 0:  # every third round look at the lease; in between only at the store
-                    lease = self._read_lease(key)
-                    if not _live(lease, start_blob):
-                        until = time.time() + hold
-                        value = {"owner": owner, "until": until, "host": socket.gethostname()}
-                        self._timed(
-                            self._variable().set,
-                            self._lease_key(key),
-                            json.dumps({**value, "basis": _digest(start_blob)}),
-                        )
-                        settle = self._settle()
-                        self.lease_stats["settle_max"] = max(self.lease_stats["settle_max"], settle)
-                        time.sleep(settle)  # let a concurrent writer land before we read back
-                        lease = self._read_lease(key)
-                        if lease and lease.get("owner") == owner:
-                            self.lease_stats["acquired"] += 1
-                            return "held"
-                        self.lease_stats["lost_race"] += 1
-                    if not wait:
-                        return "busy"
+                if polls:
+                    blob = self.load(key)  # also reads the lease (one Variable)
+                    if blob != since:
+                        self._observed[key] = blob
+                        return "changed"  # the holder finished: the caller finds its token (or its error)
+                state, lease = self._current(key)
+                if not _live(lease):
+                    until = time.time() + hold
+                    claim = {"owner": owner, "until": until, "host": socket.gethostname()}
+                    self._write(key, state, claim)
+                    settle = self._settle() + FRESH_READ_SECONDS
+                    self.lease_stats["settle_max"] = max(self.lease_stats["settle_max"], settle)
+                    time.sleep(settle)  # let a concurrent claimer land before we read back
+                    now_state, lease = self._read(key)
+                    if lease and lease.get("owner") == owner:
+                        self.lease_stats["acquired"] += 1
+                        return "held"
+                    self.lease_stats["lost_race"] += 1
+                    if now_state != state:
+                        self._observed[key] = now_state
+                        return "changed"
+                if not wait:
+                    return "busy"
                 if time.monotonic() - started > 2 * hold:
                     log.warning("Waited %.0f s for the Zoho token lease; refreshing without it.", 2 * hold)
                     return "unavailable"
                 self.lease_stats["waits"] += 1
-                time.sleep(min(self.poll_seconds, 0.05 * 2 ** min(polls // 6, 4)))  # 0.05 s at first
+                time.sleep(min(self.poll_seconds, 0.025 * 2 ** min(polls // 8, 5)))  # 25 ms at first
                 polls += 1
         except Exception as exc:
             log.warning("Zoho token lease unavailable (%s); refreshing without it.", type(exc).__name__)
             return "unavailable"
 
+    def observed(self, key: str) -> str | None:
+        """The store's blob that ended the last lease wait with "changed" (once; ``None`` if there is none)."""
+        return self._observed.pop(key, None)
+
     def _release_lease(self, key: str, owner: str) -> None:
         """After a failed refresh (nothing saved): let the next machine try at once."""
         with contextlib.suppress(Exception):
-            lease = self._read_lease(key)
+            state, lease = self._read(key)
             if lease and lease.get("owner") == owner:
-                self._variable().delete(self._lease_key(key))
+                self._write(key, state, None)
 
 
-def _digest(blob: str | None) -> str:
-    return hashlib.sha256((blob or "").encode()).hexdigest()[:16]
+def _pack(state: str | None, lease: dict[str, Any] | None) -> str | None:
+    if lease is None:
+        return state
+    return json.dumps({"format": ENVELOPE_FORMAT, "state": state, "lease": lease})
 
 
-def _live(lease: dict[str, Any] | None, current_blob: str | None) -> bool:
-    """A lease binds while it has not expired and the store still holds the state its holder started from: a
-    holder that saved its result has ended its lease with that same write (no release round trip)."""
-    if lease is None or float(lease.get("until") or 0) < time.time():
-        return False
-    return lease.get("basis") in (None, _digest(current_blob))
+def _unpack(raw: object) -> tuple[str | None, dict[str, Any] | None]:
+    """(state blob, lease) from the Variable: a bare Fernet blob (no lease), or a claim's envelope."""
+    if not raw:
+        return None, None
+    text = str(raw)
+    if not text.startswith("{"):
+        return text, None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict) or data.get("format") != ENVELOPE_FORMAT:
+        return None, None
+    lease = data.get("lease")
+    state = data.get("state")
+    return (str(state) if state else None), (lease if isinstance(lease, dict) else None)
+
+
+def _live(lease: dict[str, Any] | None) -> bool:
+    """A lease binds until it expires; a holder's save replaces it (the Variable then holds the bare blob)."""
+    return lease is not None and float(lease.get("until") or 0) >= time.time()

@@ -134,8 +134,10 @@ class TokenStore(Protocol):
     """Somewhere processes share the (encrypted) token state of a connection.
 
     A store may also offer ``try_lock(key)`` (the lock without waiting, yielding whether it was taken),
-    ``load_local(key)`` (a cheap machine-local read) and ``lease(key, hold_seconds=, wait=)`` (a cross-machine
-    lease yielding a :data:`LeaseStatus`); :class:`TokenManager` uses them when present.
+    ``wait_unlocked(key)`` (wait, shared, until no process holds the lock), ``load_local(key)`` (a cheap
+    machine-local read), ``lease(key, hold_seconds=, wait=, since=)`` (a cross-machine lease yielding a
+    :data:`LeaseStatus`) and ``observed(key)`` (the blob a lease wait ended on); :class:`TokenManager` uses them
+    when present.
     """
 
     def load(self, key: str) -> str | None:
@@ -263,6 +265,22 @@ class FileTokenStore:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def wait_unlocked(self, key: str) -> bool:
+        """Wait until no process of this machine holds the lock; True if one did. The wait takes a shared lock,
+        so every waiter wakes when the holder leaves, instead of taking the lock one after another."""
+        fd = self._open(self._path(key, "lock"), os.O_RDWR | os.O_CREAT)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return False
+            except BlockingIOError:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                return True
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
     @contextlib.contextmanager
     def try_lock(self, key: str) -> Iterator[bool]:
         """The lock if nobody on this machine holds it; yields whether it was taken (never waits)."""
@@ -358,15 +376,26 @@ class TokenManager:
 
     def get_token(self) -> AccessToken:
         """A working token; a fresh one unless another process is refreshing it right now."""
+        token = self._get_token()
+        # Registered with the log masker before any caller sees it, but after this machine's lock is released:
+        # inside a task each registration is a round trip to the supervisor, and the lock's waiters queue on it.
+        self._mask(token.value)
+        return token
+
+    def _get_token(self) -> AccessToken:
         now = self.clock()
         token = self._memory
         if token and not self._wants_refresh(token, now):
             self.stats.memory_hits += 1
             return token
-        # peek without the lock, this machine's copy first (no Task API call), then the shared store
+        # this machine's copy first (no Task API call)
         local = self._decode(self._load_local()).get("token")
         if isinstance(local, AccessToken) and not self._wants_refresh(local, now):
             return self._shared_hit(local)
+        if self._best_usable(token, local, now=now) is None:
+            # Nothing usable here: wait for this machine's lock before asking the shared store, so that one
+            # process per machine makes the Task API calls of a cold start and the others read its copy.
+            return self._refresh_now()
         state = self._load_state()
         shared = state.get("token")
         if isinstance(shared, AccessToken) and not self._wants_refresh(shared, now):
@@ -375,7 +404,7 @@ class TokenManager:
         usable = self._best_usable(token, local, shared, now=now)
         if usable is not None:
             return self._refresh_early(usable, state)
-        return self._refresh_now(self._last_blob)
+        return self._refresh_now()
 
     def invalidate(self, token_value: str) -> None:
         """Zoho rejected ``token_value``: forget it here and in the store (unless another is there already)."""
@@ -477,29 +506,36 @@ class TokenManager:
         finally:
             self._lock.release()
 
-    def _refresh_now(self, seen: str | None) -> AccessToken:
-        """No working token anywhere we looked (``seen``: the shared blob the peek read): wait for whoever is
-        refreshing, or refresh ourselves."""
+    def _refresh_now(self) -> AccessToken:
+        """No working token in this process or this machine's copy: under this machine's lock, take what the
+        previous holder left, else the shared store's token, else wait for whoever refreshes, or refresh."""
+        wait_unlocked = getattr(self.store, "wait_unlocked", None)
+        if wait_unlocked is not None and wait_unlocked(self.key):
+            # another process of this machine was at work: what it left is usually a token for all of us
+            found = self._fresh_or_usable(self._decode(self._load_local()).get("token"))
+            if found:
+                return found
         with self._lock, self.store.lock(self.key):
-            # whoever held this machine's lock may have left a fresh token: take it, no lease, no settle delay
+            # whoever held this machine's lock may have left a fresh token: take it, no Task API call, no lease
             local = self._decode(self._load_local())
             found = self._fresh_or_usable(local.get("token"))
             if found:
                 return found
             self._raise_if_blocked(local)
-            state = self._decode(seen)
+            state = self._load_state()
+            found = self._fresh_or_usable(state.get("token"))
+            if found:
+                self._share_locally()
+                return found
+            self._raise_if_blocked(state)
+            seen = self._last_blob
             for _ in range(4):
                 with self._lease(wait=True, since=seen) as status:
                     if status != "changed":
-                        state = self._load_state()  # the holder may have finished just before we took it
-                        found = self._fresh_or_usable(state.get("token"))
-                        if found:
-                            self._share_locally()
-                            return found
-                        self._raise_if_blocked(state)
+                        # the store was read just before the lease was (``seen``): it is what we refresh from
                         return self._grant_and_share(state)
-                # the holder finished: look at what it left
-                state = self._load_state()
+                # the holder finished: look at what it left (read by the lease wait: no second round trip)
+                state = self._observed_state()
                 seen = self._last_blob
                 found = self._fresh_or_usable(state.get("token"))
                 if found:
@@ -507,6 +543,15 @@ class TokenManager:
                     return found
                 self._raise_if_blocked(state)
             return self._grant_and_share(state)
+
+    def _observed_state(self) -> dict[str, Any]:
+        """The shared state a lease wait ended on ("changed"), without reading it again if the store kept it."""
+        observed = getattr(self.store, "observed", None)
+        blob = observed(self.key) if observed is not None else None
+        if blob is None:
+            return self._load_state()
+        self._last_blob = blob
+        return self._decode(blob)
 
     def _fresh_or_usable(self, shared: object) -> AccessToken | None:
         if isinstance(shared, AccessToken) and self._usable(shared, self.clock()):
@@ -594,7 +639,7 @@ class TokenManager:
             self._masked.add(value)
 
     def _remember(self, token: AccessToken) -> None:
-        self._mask(token.value)
+        """Keep ``token`` in process memory (``get_token`` masks it on the way out)."""
         self._memory = token
 
     def _load_state(self) -> dict[str, Any]:
