@@ -227,7 +227,7 @@ class LeakAudit:
                 for key, val, encrypted in variables:
                     plain = fernet.decrypt(str(val).encode()).decode() if encrypted and fernet else str(val)
                     sources.append((f"Variable {key} (decrypted with Airflow's fernet_key)", plain))
-                    if key.startswith(TOKEN_CACHE_VARIABLE_PREFIX) and not key.endswith("_lease"):
+                    if key.startswith(TOKEN_CACHE_VARIABLE_PREFIX):
                         assert plain.startswith("gAAAAA"), f"Variable {key} is not Fernet ciphertext"
         return sources
 

@@ -8,6 +8,7 @@ Variables (Airflow's Task Execution API is the real thing in tests/test_deployme
 
 from __future__ import annotations
 
+import fcntl
 import http.server
 import inspect
 import os
@@ -55,6 +56,7 @@ def manager(
     accounts_url: str | None = None,
     sleep: Callable[[float], None] | None = None,
     margin_jitter: float = 0.0,
+    on_secret: Callable[[str], None] | None = None,
 ) -> TokenManager:
     b = em.backend
     creds = OAuthCredentials(b.client_id, b.client_secret, b.refresh_token)
@@ -63,7 +65,14 @@ def manager(
     if "margin_jitter" in inspect.signature(TokenManager).parameters:
         kwargs["margin_jitter"] = margin_jitter  # deterministic margins (the jitter is tested on its own)
     return TokenManager(
-        creds, endpoints, requests.Session(), store=store, timeout=timeout, clock=clock, **kwargs
+        creds,
+        endpoints,
+        requests.Session(),
+        store=store,
+        timeout=timeout,
+        clock=clock,
+        on_secret=on_secret,
+        **kwargs,
     )
 
 
@@ -435,6 +444,71 @@ def test_cold_race_only_each_machines_lock_holder_calls_the_task_api(
     assert len(callers) == 3, (
         f"{len(callers)} of 12 tasks called the Task API; only one per machine (3) should have"
     )
+
+
+class CountingMachineStore(MachineStore):
+    """Counts who asked for this machine's exclusive lock."""
+
+    def __init__(self, directory: Path, variables: FakeVariables) -> None:
+        super().__init__(directory, variables)
+        self.exclusive_locks = 0
+
+    def lock(self, key: str) -> Any:
+        self.exclusive_locks += 1
+        return super().lock(key)
+
+
+def blocked_flock_waiters(path: Path) -> int:
+    """Processes or threads waiting for a flock on ``path`` (the kernel's own list, /proc/locks)."""
+    inode = f":{os.stat(path).st_ino} "
+    with open("/proc/locks") as locks:
+        return sum(1 for line in locks if "->" in line and inode in line)
+
+
+def test_waiters_on_the_machine_lock_wake_together_and_mask_outside_it(
+    emulator: ZohoCRMEmulator, tmp_path: Path
+) -> None:
+    """Processes that found this machine's lock taken wait on a shared lock: when the holder leaves a token,
+    they all take it without the exclusive lock, without a Task API call, and register it with the log masker
+    (a supervisor round trip inside a task) after the lock, so nobody queues behind another's masking."""
+    variables = FakeVariables()
+    machine = tmp_path / "machine"
+    first = manager(emulator, MachineStore(machine, variables))
+    token = first.get_token()
+    files = FileTokenStore(machine)
+    blob = files.load(first.key)
+    assert blob
+    files.delete(first.key)
+    variables.values.clear()
+    lock_free_at_mask: list[bool] = []
+
+    def on_secret(value: str) -> None:
+        if value == token.value:  # is anyone (this very thread included) holding the lock exclusively?
+            fd = os.open(machine / f"{first.key}.lock", os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                lock_free_at_mask.append(True)
+            except BlockingIOError:
+                lock_free_at_mask.append(False)
+            finally:
+                os.close(fd)  # closing drops the shared lock
+
+    stores = [CountingMachineStore(machine, variables) for _ in range(3)]
+    waiters = [manager(emulator, store, on_secret=on_secret) for store in stores]
+    got: list[str] = []
+    with files.lock(first.key):  # this machine's lock holder, mid-refresh
+        threads = [threading.Thread(target=lambda m=m: got.append(m.get_token().value)) for m in waiters]
+        for t in threads:
+            t.start()
+        wait_until(lambda: blocked_flock_waiters(machine / f"{first.key}.lock") == 3)
+        files.save(first.key, blob)  # the holder leaves its token
+    for t in threads:
+        t.join(timeout=30)
+    assert got == [token.value] * 3
+    assert emulator.backend.stats["token_requests"] == 1
+    assert [store.exclusive_locks for store in stores] == [0, 0, 0]
+    assert [store.lease_stats["variable_calls"] for store in stores] == [0, 0, 0]
+    assert lock_free_at_mask == [True, True, True]
 
 
 @pytest.mark.parametrize(
