@@ -71,6 +71,8 @@ class AirflowVariableTokenStore:
         #: per key, what the last Variable read held: (state blob, lease, time.monotonic() of the answer)
         self._seen: dict[str, tuple[str | None, dict[str, Any] | None, float]] = {}
         self._calls = 0
+        #: when a test or benchmark sets a list: (call, wall-clock start, seconds) of every Variable call
+        self.trace: list[tuple[str, float, float]] | None = None
         #: what this process did (for tests and benchmarks)
         self.lease_stats: dict[str, float] = dict.fromkeys(
             ("acquired", "lost_race", "waits", "settle_max", "variable_calls", "variable_seconds"), 0.0
@@ -86,11 +88,14 @@ class AirflowVariableTokenStore:
         return Variable
 
     def _timed(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        wall = time.time()
         started = time.monotonic()
         try:
             return fn(*args, **kwargs)
         finally:
             took = time.monotonic() - started
+            if self.trace is not None:
+                self.trace.append((getattr(fn, "__name__", "call"), wall, took))
             self._calls += 1
             self.lease_stats["variable_calls"] += 1
             self.lease_stats["variable_seconds"] += took

@@ -71,9 +71,13 @@ def zoho_token_sharing() -> None:
             with urllib.request.urlopen(f"{params['barrier_url']}?i={i}", timeout=300) as answer:
                 assert answer.status == 200
         before = dict(store.lease_stats)
+        store.trace = []
+        wall_started = time.time()
         started = time.perf_counter()
         first = tokens.get_token()
         latency = time.perf_counter() - started
+        trace = [(name, round(at - wall_started, 4), round(took, 4)) for name, at, took in store.trace]
+        store.trace = None
         calls = store.lease_stats["variable_calls"] - before["variable_calls"]
         call_seconds = store.lease_stats["variable_seconds"] - before["variable_seconds"]
         hook.get_org()
@@ -90,6 +94,8 @@ def zoho_token_sharing() -> None:
             "pid": os.getpid(),
             "machine": os.environ.get("TMPDIR", ""),
             "token_latency": latency,
+            "started_at": wall_started,
+            "trace": trace,
             "variable_rtt": variable_rtt,
             "token_variable_calls": calls,
             "token_variable_seconds": call_seconds,

@@ -32,6 +32,9 @@ class Proxy(http.server.ThreadingHTTPServer):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    #: headers and body go out in separate writes: with Nagle on, the client's delayed ACK holds the body back
+    #: ~40 ms, which made every proxied Variable call 5x slower than the api-server itself (52 ms vs 10 ms)
+    disable_nagle_algorithm = True
     server: Proxy
 
     def _control(self) -> bool:
