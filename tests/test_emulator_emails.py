@@ -212,6 +212,25 @@ def test_no_emails_answers_204_with_no_body(emu: ZohoCRMEmulator) -> None:
     assert emu.backend.stats["status_counts"]["emails"] == {204: 2}
 
 
+def test_a_deleted_records_id_is_never_given_again_so_its_emails_stay_with_it(emu: ZohoCRMEmulator) -> None:
+    """Zoho never reuses a record id. The emulator did, after the newest records were deleted, and the new
+    record inherited the deleted one's Emails list (a 3-hour-old bounce made an old record look "deferred")."""
+    api = Api(emu)
+    backend = emu.backend
+    first = backend.add_record("Leads", fields={"Email": "gone@example.com"}, email_blocked="temporary")
+    backend.add_email("Leads", first, sent_at=backend.now() - HOUR, status=[sent(), bounced(backend.now())])
+    last = backend.add_record("Leads", fields={"Email": "gone-too@example.com"})
+    for rid in list(backend.records("Leads")):
+        assert backend.delete_record("Leads", rid)
+    fresh = [backend.add_record("Leads", fields={"Email": f"new{i}@example.com"}) for i in range(3)]
+    assert not {first, last} & set(fresh)
+    assert all(int(rid) > int(last) for rid in fresh)
+    for rid in fresh:  # never blocked: their lists show no bounce, whatever the deleted records' lists held
+        emails = [e for page in api.all_pages("Leads", rid) for e in page]
+        assert bounce_of(latest_sent(emails)) is None, rid
+        assert all(s["type"] != "bounced" for e in emails for s in e["status"]), rid
+
+
 def test_retention_hides_emails_older_than_100_days(emu: ZohoCRMEmulator) -> None:
     api = Api(emu)
     rid = emu.backend.add_record("Leads", fields={"Email": "old@example.com"}, email_blocked="temporary")

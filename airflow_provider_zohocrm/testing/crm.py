@@ -74,8 +74,7 @@ class CrmService(OrgState):
         with self._lock:
             mod = self._require_module(module)
             base = ID_BASE + mod.index * 1_000_000
-            candidate = max(mod.order[-1] + 1, base + 100_001) if mod.order else base + 100_001
-            return str(candidate)
+            return str(max(mod.highest_id + 1, base + 100_001))
 
     def add_record(
         self,
@@ -113,6 +112,7 @@ class CrmService(OrgState):
                     fresh.append(int(rec.id))
                 mod.records[rec.id] = rec
             if fresh:
+                mod.highest_id = max(mod.highest_id, max(fresh))
                 if mod.order and fresh[0] > mod.order[-1] and fresh == sorted(fresh):
                     mod.order.extend(fresh)
                 else:

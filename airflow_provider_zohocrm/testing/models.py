@@ -209,6 +209,8 @@ class Module:
     supports_unblock: bool = True
     records: dict[str, Record] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)
+    #: the highest id this module ever held: like Zoho, a deleted record's id is never given again
+    highest_id: int = 0
     #: Fields the org added (api name -> metadata overrides, at least ``data_type``), listed by settings/fields.
     custom_fields: dict[str, JSON] = field(default_factory=dict)
 
