@@ -113,6 +113,29 @@ from airflow.providers.common.compat.sdk import mask_secret  # noqa: F401  the r
 print("every direct dependency is on its floor; mask_secret imports")
 PY
 
+step "the build-system floor builds the wheel (pyproject [build-system] requires, lowest versions, no isolation)"
+# setuptools below 77 rejects the PEP 639 license string (project.license = "Apache-2.0"), so the floor is checked.
+mapfile -t BUILD_FLOORS < <("$PYTHON" - "$ROOT/pyproject.toml" <<'PY'
+import re
+import sys
+import tomllib
+
+for req in tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]:
+    match = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*(?:>=\s*([0-9][^,;\s]*))?", req)
+    if not match:
+        sys.exit(f"build requirement {req!r}: expected 'name' or 'name>=version'")
+    print(f"{match[1]}=={match[2]}" if match[2] else match[1])
+PY
+)
+"$PYTHON" -m venv "$WORK/build-venv"
+BPY=$WORK/build-venv/bin/python
+"$BPY" -m pip install -q "${BUILD_FLOORS[@]}" > "$WORK/pip-build.log" 2>&1 \
+    || { grep -v "is ignored: it is neither" "$WORK/pip-build.log"; exit 1; }
+cp -a "$WORK/src" "$WORK/build-src"
+"$BPY" -m pip wheel -q --no-build-isolation --no-deps -w "$WORK/build-dist" "$WORK/build-src" \
+    > "$WORK/pip-build.log" 2>&1 || { grep -v "is ignored: it is neither" "$WORK/pip-build.log" | tail -30; exit 1; }
+echo "built $(basename "$WORK"/build-dist/*.whl) with ${BUILD_FLOORS[*]}"
+
 step "fast tests on the floors: pytest ${FLOORS_PYTEST_ARGS:--m 'not airflow_run and not browser'}"
 mkdir -p "$WORK/tmp" "$WORK/home"
 cd "$WORK/src"  # the copy: tests import the installed provider's tree, and write nothing into $ROOT
