@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Find-step memory: Airflow tasks cannot be instrumented without editing the DAG, so the find step's code"
         " path (`ZohoCRMHook(...).iter_records(module, cvid=…, fields=['id'])` collected into"
-        " `list(dict.fromkeys(...))`, as `find_bounced_ids` does) runs in a fresh process per N;"
+        " a list, as the DAG's `find_candidates` does for a view source) runs in a fresh process per N;"
         " peak memory = peak RSS (`VmHWM`, `ru_maxrss`'s counterpart, reset through `/proc/self/clear_refs` after"
         " imports and the token grant) after the find step − RSS before it.",
         "",

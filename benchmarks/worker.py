@@ -5,7 +5,7 @@ Prints one JSON line on stdout. The Zoho connection comes from ``AIRFLOW_CONN_ZO
 Modes:
 
 ``sequential``  The same job without Airflow: read the custom view with ``ZohoCRMHook.iter_records`` (collecting
-                ids exactly as the DAG's ``find_bounced_ids`` task does), then send ≤ 500-id batches one after
+                ids exactly as the DAG's ``find_candidates`` task does for a view source), then send ≤ 500-id batches one after
                 another. Also measures the find step's peak memory: the peak RSS mark is reset after imports
                 and the token grant (``/proc/self/clear_refs``), then peak RSS (VmHWM) after the find step minus
                 RSS before it. (``ru_maxrss`` alone cannot be reset: Airflow's imports peak higher than the
@@ -51,9 +51,10 @@ def _maxrss_bytes() -> int:
 
 
 def _find(hook, module: str, cvid: str) -> list[str]:
-    # The code path of dags/zoho_unblock_bounced_emails.py::find_bounced_ids, line for line.
+    # The view-source code path of dags/zoho_unblock_bounced_emails.py::find_candidates, line for line
+    # (the hook yields each record once, so the DAG keeps the list as read).
     rows = hook.iter_records(module, cvid=str(cvid), fields=["id"])
-    return list(dict.fromkeys(str(row["id"]) for row in rows))
+    return [str(row["id"]) for row in rows]
 
 
 def _ids_size(ids: list[str]) -> int:
