@@ -12,6 +12,7 @@ Skips say why when Redis, PostgreSQL or the celery/postgres extras are missing; 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -142,11 +143,14 @@ def _print_table(request: pytest.FixtureRequest, dep: Deployment) -> None:
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in dep.cluster.timings.items())
     lines.append(f"timings: {timings}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    for line in lines:
-        if reporter:
-            reporter.write_line(line)
-        else:
-            print(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    # a module fixture's teardown runs under output capture: without this, CI's log would not show the table
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        for line in lines:
+            if reporter:
+                reporter.write_line(line)
+            else:
+                print(line)
     out = os.environ.get("ZOHOCRM_DEPLOYMENT_RESULTS")
     if out:
         Path(out).write_text(json.dumps({"rows": dep.rows, "timings": dep.cluster.timings}, indent=2))
