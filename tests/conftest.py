@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,16 @@ def dags_test(
     """``airflow dags test … --use-executor``: every task in its own LocalExecutor process (needs executor_env)."""
     extra = {"AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder)} if dags_folder else {}
     return airflow_cli.dags_test(dag_id, conf, airflow_env(home, **env, **extra), use_executor=True)
+
+
+def outcomes_of(results: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """``{(module, id): [outcome, …]}`` over the unblock tasks' results (a list, so a repeat would show)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for result in results:
+        for outcome, ids in result["ids"].items():
+            for rid in ids:
+                out.setdefault((result["module"], rid), []).append(outcome)
+    return out
 
 
 def dag_run_state(output: str) -> str | None:

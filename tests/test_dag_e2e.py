@@ -32,6 +32,7 @@ from tests.conftest import (
     assert_no_secrets,
     dag_run_state,
     emulator_conn_env,
+    outcomes_of,
     run_dag_test,
 )
 
@@ -97,13 +98,8 @@ def mapped_results(home: Path) -> dict[int, dict[str, Any]]:
 
 
 def outcomes_by_record(home: Path) -> dict[tuple[str, str], list[str]]:
-    """``{(module, id): [outcome, …]}`` over every mapped task (a list, so a repeat would show)."""
-    out: dict[tuple[str, str], list[str]] = {}
-    for result in mapped_results(home).values():
-        for outcome, ids in result["ids"].items():
-            for rid in ids:
-                out.setdefault((result["module"], rid), []).append(outcome)
-    return out
+    """``{(module, id): [outcome, …]}`` over every mapped task of the newest run."""
+    return outcomes_of(mapped_results(home).values())
 
 
 def total_requests(em: ZohoCRMEmulator) -> int:
