@@ -166,10 +166,23 @@ def zoho_unblock_bounced_emails() -> None:
 
         from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
         from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
+        from airflow_provider_zohocrm.zoho.modules import check_modules, list_modules_or_none
         from airflow_provider_zohocrm.zoho.sources import Source, dedupe_candidates
 
         sources = [Source.from_dict(s) for s in settings["sources"]]
         hook = ZohoCRMHook(zohocrm_conn_id=settings["conn_id"])
+        # One settings/modules call names a misspelled module ("Leeds": did you mean 'Leads'?) before any other
+        # call; Zoho's own answer to it is an unnamed INVALID_QUERY.
+        modules = list_modules_or_none(hook.client)
+        if modules is None:
+            print(
+                "The token lacks ZohoCRM.settings.modules.READ: module names are not checked before the run"
+                " (Zoho's answers judge them)."
+            )
+        else:
+            problems = check_modules(modules, [source.module for source in sources])
+            if problems:
+                raise AirflowFailException(" ".join(problems))
         cvids: dict[int, str] = {}
         for source in sources:
             if source.kind == "view":

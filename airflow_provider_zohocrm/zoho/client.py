@@ -86,6 +86,7 @@ _SCOPE_HINT = {
     "org": "ZohoCRM.org.READ",
     "emails": "ZohoCRM.modules.emails.READ and ZohoCRM.modules.{module}.READ",
     "views": "ZohoCRM.settings.custom_views.READ (or ZohoCRM.settings.ALL)",
+    "modules": "ZohoCRM.settings.modules.READ (or ZohoCRM.settings.ALL)",
 }
 
 
