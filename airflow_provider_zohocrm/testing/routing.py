@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from .models import FAULT_ACTIONS, FAULT_ENDPOINTS, SUPPORTED_VERSIONS, Reply, Request
+from .models import FAULT_ACTIONS as FAULT_ACTIONS  # re-exported: registered here, checked by Fault
+from .models import FAULT_ENDPOINTS, SUPPORTED_VERSIONS, Reply, Request
 
 if TYPE_CHECKING:
     from .backend import EmulatorBackend
