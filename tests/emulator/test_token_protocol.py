@@ -3,7 +3,7 @@ redirects, the cache directory, single-flight refresh, and the cross-machine lea
 
 The lease tests run many "machines" as threads of this process: each has its own file cache (its own
 FileTokenStore directory, so the machine lock does not help), and all share a dict that stands in for Airflow's
-Variables (Airflow's Task Execution API is the real thing in tests/test_deployment.py).
+Variables (Airflow's Task Execution API is the real thing in tests/deployment/test_deployment.py).
 """
 
 from __future__ import annotations
