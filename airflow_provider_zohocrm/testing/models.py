@@ -160,10 +160,14 @@ class Fault:
 
 @dataclass(slots=True)
 class EmailState:
-    """Bounce state of one email field: ``blocked`` is None, "temporary" or "permanent"."""
+    """Bounce state of one email field: ``blocked`` is None, "temporary" or "permanent".
+
+    ``unblocked_at`` holds the times the API unblocked this field (Zoho unblocks field by field), so tests can
+    show which fields an unblock call really reached."""
 
     blocked: str | None = None
     unblock_count: int = 0
+    unblocked_at: list[float] = field(default_factory=list)
 
 
 @dataclass(slots=True)
