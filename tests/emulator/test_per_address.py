@@ -211,7 +211,9 @@ def test_pages_stop_once_every_address_found_its_latest_mail(emu: ZohoCRMEmulato
     spent = check_addresses(client, "Leads", rid, both, now=now_of(emu), budget=budget)
     assert spent["Secondary_Email"].verdict == Verdict.NONE  # its latest mail was on the page read
     assert spent["Email"].verdict == Verdict.DEFERRED and spent["Email"].note == BUDGET_REASON
-    assert emu.backend.stats["requests"]["emails"] == 3 + 1 + 1  # the budget allowed one call, refused the next
+    assert (
+        emu.backend.stats["requests"]["emails"] == 3 + 1 + 1
+    )  # the budget allowed one call, refused the next
 
 
 def test_a_record_with_no_address_costs_no_call(emu: ZohoCRMEmulator) -> None:
