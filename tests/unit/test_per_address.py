@@ -241,8 +241,8 @@ def test_coql_select_gets_the_address_fields() -> None:
         coql_with_fields("select id from Leads where (Email is not null)", ["Secondary_Email", "Email"])
         == "select id, Email, Secondary_Email from Leads where (Email is not null)"
     )
-    assert coql_with_fields("SELECT id, email FROM Contacts where Last_Name = 'from'", ["Email"]) == (
-        "SELECT id, email FROM Contacts where Last_Name = 'from'"
+    assert coql_with_fields("SELECT id, EMAIL FROM Contacts where Last_Name = 'from'", ["Email"]) == (
+        "SELECT id, EMAIL FROM Contacts where Last_Name = 'from'"
     )
     assert coql_with_fields("select id,Last_Name from Leads", ["Secondary_Email"]) == (
         "select id,Last_Name, Secondary_Email from Leads"
