@@ -666,3 +666,92 @@ def seed_address_cases(
             _add_mail(backend, mod.name, rid, to, mail, now)
         result.ids[name] = rid
     return result
+
+
+# -------------------------------------------------------------------------------------------- many addresses
+
+#: Kinds of one field's history in :func:`seed_address_org`, each with its truth (``min_hours`` = 24).
+FIELD_KINDS: dict[str, FieldTruth] = {
+    "clean": _CLEAN,  # delivered mail only
+    "soft_old": _SOFT_OLD,  # latest CRM mail soft-bounced 2-20 days ago
+    "soft_young": _SOFT_YOUNG,  # latest CRM mail soft-bounced 1-20 h ago
+    "late_bounce": _SOFT_YOUNG,  # latest CRM mail sent 3 days ago, its bounce came 2-20 h ago
+    "hard": _HARD,  # latest CRM mail hard-bounced
+    "recovered": _CLEAN,  # bounced, unblocked by hand, delivered since
+    "limit": FieldTruth("soft", "limit_reached", "temporary"),  # soft-bounced after 5 unblocks
+    "empty": _CLEAN,  # no address
+}
+
+
+def _field_history(kind: str, rng: random.Random) -> tuple[str | None, int, list[_Mail2]]:
+    """(blocked, unblock_count, mails to "self") of one field's kind; ages in hours."""
+    d = 24.0
+    if kind == "empty":
+        return None, 0, []
+    older = [_Mail2("self", rng.uniform(25, 60) * d, "ok")]
+    if kind == "clean":
+        return None, 0, [*older, _Mail2("self", rng.uniform(0.5, 20) * d, "ok")]
+    if kind == "soft_old":
+        return "temporary", 0, [*older, _Mail2("self", rng.uniform(2, 20) * d, "soft")]
+    if kind == "soft_young":
+        return "temporary", 0, [*older, _Mail2("self", rng.uniform(1, 20), "soft")]
+    if kind == "late_bounce":
+        return "temporary", 0, [*older, _Mail2("self", 3 * d, "soft", bounce_hours=rng.uniform(2, 20))]
+    if kind == "hard":
+        return "permanent", 0, [*older, _Mail2("self", rng.uniform(0.5, 20) * d, "hard")]
+    if kind == "recovered":
+        bounce = rng.uniform(10, 20) * d
+        return None, 1, [*older, _Mail2("self", bounce, "soft"), _Mail2("self", bounce - 5 * d, "ok")]
+    if kind == "limit":
+        return "temporary", 5, [*older, _Mail2("self", rng.uniform(2, 20) * d, "soft")]
+    raise KeyError(kind)
+
+
+def seed_address_org(
+    backend: EmulatorBackend, n: int = 800, module: str = "Leads", seed: int = 19
+) -> tuple[dict[str, dict[str, FieldTruth]], dict[str, tuple[str, str]]]:
+    """``n`` records whose two addresses each have a history of their own (a random kind of
+    :data:`FIELD_KINDS` each, interleaved in time), plus noise that must not change any verdict: a user's own
+    mail to an address after its latest CRM mail, the contact's replies, and now and then a bounce to an
+    address the record held before. Returns ``({id: {field: truth}}, {id: (Email kind, Secondary kind)})``."""
+    mod = backend.module(module)
+    if mod is None or not (mod.has_email and mod.has_secondary_email):
+        raise KeyError(f"{module!r} is not a module with Email and Secondary_Email")
+    rng = random.Random(f"{seed}:{module}:addresses")
+    now = backend.now()
+    kinds = list(FIELD_KINDS)
+    truth: dict[str, dict[str, FieldTruth]] = {}
+    chosen: dict[str, tuple[str, str]] = {}
+    for i in range(n):
+        pair = (rng.choice(kinds), rng.choice(kinds))
+        specs = [_field_history(k, rng) for k in pair]
+        addresses = [
+            None if pair[0] == "empty" else f"p{i}@{_DOMAINS[i % 3]}",
+            None if pair[1] == "empty" else f"s{i}@alt.example.com",
+        ]
+        rid = backend.add_record(
+            mod.name,
+            fields={"Last_Name": f"Many {i}", "Email": addresses[0], "Secondary_Email": addresses[1]},
+            email_blocked=specs[0][0],
+            email_unblock_count=specs[0][1],
+            secondary_blocked=specs[1][0],
+            secondary_unblock_count=specs[1][1],
+        )
+        mails: list[tuple[str, _Mail2]] = []
+        for address, (_blocked, _count, own) in zip(addresses, specs, strict=True):
+            if address is None:
+                continue
+            mails += [(address, m) for m in own]
+            if rng.random() < 0.3:  # the user wrote from their own mailbox after the CRM's latest mail
+                mails.append((address, _Mail2("self", rng.uniform(0.1, 0.9), "user_sent")))
+            if rng.random() < 0.3:
+                mails.append((address, _Mail2("self", rng.uniform(0.1, 0.9), "received")))
+        if rng.random() < 0.15:  # a bounce to an address this record no longer holds
+            mails.append((f"old{i}@gone.example.net", _Mail2("old", rng.uniform(0.2, 5), "hard")))
+        if not mails:
+            backend.set_no_emails(mod.name, rid)
+        for address, mail in sorted(mails, key=lambda am: -am[1].sent_hours):
+            _add_mail(backend, mod.name, rid, address, mail, now)
+        truth[rid] = {f: FIELD_KINDS[k] for f, k in zip(_FIELDS, pair, strict=True)}
+        chosen[rid] = pair
+    return truth, chosen
