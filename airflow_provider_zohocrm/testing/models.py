@@ -199,6 +199,8 @@ class Record:
             },
             "locked": self.locked,
             "unblock_events": list(self.unblock_events),
+            #: per email field, when the API unblocked it (which fields each call really reached)
+            "field_unblock_events": {k: list(v.unblocked_at) for k, v in self.email.items()},
         }
 
 

@@ -130,6 +130,12 @@ def test_unblock_events_are_kept_per_field(emu: ZohoCRMEmulator) -> None:
         "Secondary_Email": 0,
     }
     assert len(b.unblock_events("Leads", one)) == 1  # the record-level events are unchanged
+    # tests in another process (Airflow runs) read the same through the admin endpoint
+    admin = requests.get(f"{emu.url}/_emulator/records/Leads", timeout=5).json()
+    assert {f: len(v) for f, v in admin[one]["field_unblock_events"].items()} == {
+        "Email": 1,
+        "Secondary_Email": 0,
+    }
 
 
 def test_a_users_own_mail_is_sent_but_not_from_the_crm(emu: ZohoCRMEmulator) -> None:

@@ -4,6 +4,7 @@ fields added to the source read."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,7 +64,7 @@ def mail(
 
 
 def verdicts(
-    emails: list[dict[str, Any]], addresses: dict[str, str | None], hours: float = 24
+    emails: list[dict[str, Any]], addresses: Mapping[str, str | None], hours: float = 24
 ) -> dict[str, str]:
     checks = classify_addresses(emails, addresses, now=NOW, min_hours_since_bounce=hours)
     return {f: str(c.verdict) for f, c in checks.items()}
@@ -254,7 +255,7 @@ def test_coql_select_gets_the_address_fields() -> None:
 
 
 def test_rows_become_addresses_by_id() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"id": "1", "Email": " a@x.com ", "Secondary_Email": None},
         {"id": "2", "Email": "", "Secondary_Email": "b@y.org"},
         {"id": "1", "Email": "dup@x.com"},
