@@ -396,6 +396,8 @@ class _Mail2:
     sent_hours: float
     kind: str  # "ok" | "soft" | "hard" | "user_sent" | "received"
     bounce_hours: float | None = None  # default: a minute after sending
+    #: (sub_category, bounced_reason) of a soft bounce (default: Zoho's "Temporary Domain Failure")
+    sub: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -415,6 +417,13 @@ class AddressCaseSpec:
     fields: dict[str, _FieldSpec]
     mails: tuple[_Mail2, ...]
     expected: dict[str, FieldTruth]
+    #: The truth with ``check_domain`` on (a local DNS server serving :data:`~.dns_server.SEED_ZONE`, where
+    #: ``*.nxdomain.example.net`` does not exist); None: the same as :attr:`expected`.
+    with_check_domain: dict[str, FieldTruth] | None = None
+
+    def expected_with_check_domain(self) -> dict[str, FieldTruth]:
+        """Per field, the truth when ``check_domain`` is on."""
+        return dict(self.expected if self.with_check_domain is None else self.with_check_domain)
 
 
 def _case(
@@ -424,15 +433,19 @@ def _case(
     fields: dict[str, _FieldSpec],
     mails: tuple[_Mail2, ...],
     expected: dict[str, FieldTruth],
+    with_check_domain: dict[str, FieldTruth] | None = None,
 ) -> AddressCaseSpec:
-    return AddressCaseSpec(name, about, unblock_fields, fields, mails, expected)
+    return AddressCaseSpec(name, about, unblock_fields, fields, mails, expected, with_check_domain)
 
 
 def _mirror(case: AddressCaseSpec) -> AddressCaseSpec:
     """The same case with Email and Secondary_Email swapped."""
     swap = {"Email": "Secondary_Email", "Secondary_Email": "Email"}
     fields = {swap[f]: spec for f, spec in case.fields.items()}
-    mails = tuple(_Mail2(swap.get(m.to, m.to), m.sent_hours, m.kind, m.bounce_hours) for m in case.mails)
+    mails = tuple(
+        _Mail2(swap.get(m.to, m.to), m.sent_hours, m.kind, m.bounce_hours, m.sub) for m in case.mails
+    )
+    domain = case.with_check_domain
     return AddressCaseSpec(
         f"{case.name}_mirror",
         f"{case.about} (mirror: Email and Secondary_Email swapped)",
@@ -440,6 +453,7 @@ def _mirror(case: AddressCaseSpec) -> AddressCaseSpec:
         fields,
         mails,
         {swap[f]: t for f, t in case.expected.items()},
+        None if domain is None else {swap[f]: t for f, t in domain.items()},
     )
 
 
@@ -561,7 +575,33 @@ def _address_cases() -> list[AddressCaseSpec]:
             {e: _SOFT_OLD},
         ),
     ]
-    mirrored = [_mirror(c) for c in base if c.name in ("A", "B", "B_both", "C", "ages", "no_address")]
+    base += [
+        _case(
+            "dead_domain",
+            "both fields soft-bounced 3 days ago with 'Temporary Domain Failure'; Email's domain does not exist"
+            " (NXDOMAIN on the test's DNS server), Secondary_Email's has a mail host",
+            both,
+            {
+                e: _FieldSpec("gone@nxdomain.example.net", "temporary"),
+                s: _FieldSpec("dd.second@example.org", "temporary"),
+            },
+            (_Mail2(e, 72, "soft"), _Mail2(s, 70, "soft")),
+            {e: _SOFT_OLD, s: _SOFT_OLD},
+            with_check_domain={e: FieldTruth("deferred", "deferred", "temporary"), s: _SOFT_OLD},
+        ),
+        _case(
+            "dead_domain_mailbox_full",
+            "Email soft-bounced 3 days ago with 'Mailbox full' at a domain that does not exist: not a domain"
+            " failure, so check_domain does not look it up",
+            (e,),
+            {e: _FieldSpec("full@nxdomain.example.net", "temporary")},
+            (_Mail2(e, 72, "soft", sub=("Mailbox full", "552 5.2.2 Mailbox full")),),
+            {e: _SOFT_OLD},
+        ),
+    ]
+    mirrored = [
+        _mirror(c) for c in base if c.name in ("A", "B", "B_both", "C", "ages", "no_address", "dead_domain")
+    ]
     return base + mirrored
 
 
@@ -609,7 +649,13 @@ def _add_mail(backend: EmulatorBackend, module: str, rid: str, to: str, mail: _M
         backend.add_email(module, rid, sent_at=at, status=[sent(), delivered()], subject=subject, to=to)
     elif mail.kind in ("soft", "hard"):
         reason = None if mail.bounce_hours is None else "Retries Exhausted. Host not reachable."
-        status = [sent(), bounced(bounce_at, permanent=mail.kind == "hard", reason=reason)]
+        sub = None
+        if mail.sub is not None:
+            sub, reason = mail.sub
+        status = [
+            sent(),
+            bounced(bounce_at, permanent=mail.kind == "hard", sub_category=sub, reason=reason),
+        ]
         backend.add_email(module, rid, sent_at=at, status=status, subject=subject, to=to)
     elif mail.kind == "user_sent":
         backend.add_email(

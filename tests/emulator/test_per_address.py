@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from airflow_provider_zohocrm.testing import EmulatorBackend, EmulatorConfig, ZohoCRMEmulator
+from airflow_provider_zohocrm.testing.dns_server import SEED_ZONE, LocalDNSServer
 from airflow_provider_zohocrm.testing.emails import bounced, delivered, sent
 from airflow_provider_zohocrm.testing.seed import (
     ADDRESS_CASES,
@@ -28,6 +29,7 @@ from airflow_provider_zohocrm.zoho.addresses import addresses_by_id, coql_with_f
 from airflow_provider_zohocrm.zoho.auth import OAuthCredentials, TokenManager
 from airflow_provider_zohocrm.zoho.client import RetryPolicy, ZohoCRMClient
 from airflow_provider_zohocrm.zoho.datacenters import resolve_endpoints
+from airflow_provider_zohocrm.zoho.domains import DomainChecker, domain_of
 from airflow_provider_zohocrm.zoho.emails import (
     BUDGET_REASON,
     CallBudget,
@@ -288,3 +290,54 @@ def test_eight_hundred_records_each_address_with_a_history_of_its_own(
     ]
     # one Emails read per record with an address (each fits one page once only the CRM's mail is asked for)
     assert emu.backend.stats["requests"]["emails"] == len(with_address) < len(truth)
+
+
+def test_check_domain_defers_a_domain_failure_at_a_dead_domain_only(emu: ZohoCRMEmulator) -> None:
+    """With check_domain, a soft 'Temporary Domain Failure' bounce at a domain that does not exist stays
+    blocked (deferred); the same bounce at a live domain, and a 'Mailbox full' bounce at the dead domain, are
+    unblocked. DNS comes from a server on 127.0.0.1 started here: one MX question per distinct domain."""
+    seeded = seed_address_cases(emu.backend)
+    client = client_for(emu)
+    addresses = read_addresses(client, seeded)
+    with LocalDNSServer(SEED_ZONE) as dns_server:
+        checker = DomainChecker(nameservers=["127.0.0.1"], port=dns_server.port, timeout=2.0)
+        report = FieldReport()
+        sending: dict[str, tuple[str, ...]] = {}
+        for name, rid in seeded.ids.items():
+            case = ADDRESS_CASES[name]
+            found = {f: addresses[rid][f] for f in case.unblock_fields}
+            checks = check_addresses(
+                client, "Leads", rid, found, now=now_of(emu), min_hours_since_bounce=ADDRESS_MIN_HOURS
+            )
+            checks = checker.apply_all(checks, found)
+            truth = case.expected_with_check_domain()
+            assert {f: str(c.verdict) for f, c in checks.items()} == {
+                f: t.verdict for f, t in truth.items()
+            }, name
+            for field_name, check in checks.items():
+                report.add_check(rid, field_name, check)
+            sending[rid] = qualifying_fields(checks)
+        questions = dict(dns_server.questions)
+    for call in plan_unblock_calls(sending, 500):
+        for rid, item in match_items(call.ids, client.unblock_emails("Leads", call.ids, call.fields)):
+            report.add(rid, call.fields, classify_item(item))
+    for name, rid in seeded.ids.items():
+        events = emu.backend.field_unblock_events("Leads", rid)
+        for field_name, t in ADDRESS_CASES[name].expected_with_check_domain().items():
+            assert report.outcomes[rid][field_name] == t.outcome, (name, field_name)
+            assert len(events[field_name]) == (t.outcome == "unblocked"), (name, field_name)
+    dead = seeded.ids["dead_domain"]
+    assert "NXDOMAIN" in report.reasons[(dead, "Email")]
+    looked_up = {
+        domain_of(addresses[rid][f])
+        for name, rid in seeded.ids.items()
+        if name != "dead_domain_mailbox_full"
+        for f, t in ADDRESS_CASES[name].expected.items()
+        if t.verdict == "soft"
+    }
+    assert questions == {(f"{d}.", "MX"): 1 for d in looked_up}
+    assert (
+        checker.queries
+        == len(looked_up)
+        < sum(1 for n in seeded.ids for t in ADDRESS_CASES[n].expected.values() if t.verdict == "soft")
+    )

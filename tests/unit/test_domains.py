@@ -1,22 +1,16 @@
 """check_domain (issue 19) against a real DNS server on 127.0.0.1 that the test starts: no query leaves the
-machine. The server is a UDP socket answering with dnspython-built messages from a small zone, counting every
-question it gets; a second socket never answers (a resolver timeout)."""
+machine. The server (``testing/dns_server.py``) is a UDP socket answering with dnspython-built messages from a
+small zone, counting every question it gets; a silent one never answers (a resolver timeout)."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
 
+from airflow_provider_zohocrm.testing.dns_server import LocalDNSServer
 from airflow_provider_zohocrm.zoho.domains import (
     DomainChecker,
     DomainStatus,
@@ -36,72 +30,19 @@ ZONE: dict[str, dict[str, list[str]]] = {
 }
 
 
-class LocalDNS:
-    """A UDP DNS server on 127.0.0.1 (ephemeral port) answering from :data:`ZONE`."""
-
-    def __init__(self, answer: bool = True) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.answer = answer
-        self.questions: Counter[tuple[str, str]] = Counter()
-        self._lock = threading.Lock()
-        self._stop = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            try:
-                query = dns.message.from_wire(data)
-            except Exception:
-                continue
-            question = query.question[0]
-            name, rdtype = question.name.to_text().lower(), dns.rdatatype.to_text(question.rdtype)
-            with self._lock:
-                self.questions[(name, rdtype)] += 1
-            if not self.answer:
-                continue  # a server that never answers: the resolver times out
-            response = dns.message.make_response(query)
-            response.flags |= dns.flags.AA
-            records = ZONE.get(name)
-            if records is None:
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            elif rdtype in records:
-                response.answer.append(dns.rrset.from_text(name, 300, "IN", rdtype, *records[rdtype]))
-            self.sock.sendto(response.to_wire(), peer)
-
-    def count(self) -> int:
-        with self._lock:
-            return sum(self.questions.values())
-
-    def close(self) -> None:
-        self._stop = True
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker:  # wake the blocked recvfrom
-            waker.sendto(b"", ("127.0.0.1", self.port))
-        self.thread.join(timeout=5)
-        self.sock.close()
+@pytest.fixture
+def dns_server() -> Iterator[LocalDNSServer]:
+    with LocalDNSServer(ZONE) as server:
+        yield server
 
 
 @pytest.fixture
-def dns_server() -> Iterator[LocalDNS]:
-    server = LocalDNS()
-    yield server
-    server.close()
+def silent_dns() -> Iterator[LocalDNSServer]:
+    with LocalDNSServer(ZONE, answer=False) as server:
+        yield server
 
 
-@pytest.fixture
-def silent_dns() -> Iterator[LocalDNS]:
-    server = LocalDNS(answer=False)
-    yield server
-    server.close()
-
-
-def checker(server: LocalDNS, timeout: float = 2.0) -> DomainChecker:
+def checker(server: LocalDNSServer, timeout: float = 2.0) -> DomainChecker:
     return DomainChecker(nameservers=["127.0.0.1"], port=server.port, timeout=timeout)
 
 
@@ -114,18 +55,18 @@ def soft(
 # -- the DNS answers -------------------------------------------------------------------------------------------
 
 
-def test_a_good_mx_is_live_with_one_query(dns_server: LocalDNS) -> None:
+def test_a_good_mx_is_live_with_one_query(dns_server: LocalDNSServer) -> None:
     answer = checker(dns_server).check("good.test")
     assert answer.status == DomainStatus.LIVE
     assert dns_server.questions == Counter({("good.test.", "MX"): 1})
 
 
-def test_nxdomain_is_dead(dns_server: LocalDNS) -> None:
+def test_nxdomain_is_dead(dns_server: LocalDNSServer) -> None:
     answer = checker(dns_server).check("gone.test")
     assert answer.status == DomainStatus.DEAD and "NXDOMAIN" in answer.reason
 
 
-def test_no_mx_but_an_a_record_is_live_per_rfc_5321(dns_server: LocalDNS) -> None:
+def test_no_mx_but_an_a_record_is_live_per_rfc_5321(dns_server: LocalDNSServer) -> None:
     dns_checker = checker(dns_server)
     assert dns_checker.check("a-only.test").status == DomainStatus.LIVE
     assert dns_checker.check("aaaa-only.test").status == DomainStatus.LIVE
@@ -135,7 +76,7 @@ def test_no_mx_but_an_a_record_is_live_per_rfc_5321(dns_server: LocalDNS) -> Non
     assert dns_server.questions[("aaaa-only.test.", "AAAA")] == 1
 
 
-def test_no_mail_host_at_all_and_a_null_mx_are_dead(dns_server: LocalDNS) -> None:
+def test_no_mail_host_at_all_and_a_null_mx_are_dead(dns_server: LocalDNSServer) -> None:
     dns_checker = checker(dns_server)
     none = dns_checker.check("nomail.test")
     assert none.status == DomainStatus.DEAD and "no mail host" in none.reason
@@ -143,13 +84,13 @@ def test_no_mail_host_at_all_and_a_null_mx_are_dead(dns_server: LocalDNS) -> Non
     assert null.status == DomainStatus.DEAD and "null MX" in null.reason
 
 
-def test_a_resolver_timeout_is_unknown_and_never_raises(silent_dns: LocalDNS) -> None:
+def test_a_resolver_timeout_is_unknown_and_never_raises(silent_dns: LocalDNSServer) -> None:
     answer = checker(silent_dns, timeout=0.3).check("good.test")
     assert answer.status == DomainStatus.UNKNOWN and "failed" in answer.reason
     assert silent_dns.count() >= 1  # the question reached the (silent) server
 
 
-def test_each_domain_is_asked_once_per_run_even_from_many_threads(dns_server: LocalDNS) -> None:
+def test_each_domain_is_asked_once_per_run_even_from_many_threads(dns_server: LocalDNSServer) -> None:
     dns_checker = checker(dns_server)
     domains = ["good.test", "GOOD.test.", "gone.test", "a-only.test"] * 10
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -173,7 +114,7 @@ def test_each_domain_is_asked_once_per_run_even_from_many_threads(dns_server: Lo
 # -- applied to a field's check ----------------------------------------------------------------------------------
 
 
-def test_a_dead_domain_defers_a_domain_failure_bounce(dns_server: LocalDNS) -> None:
+def test_a_dead_domain_defers_a_domain_failure_bounce(dns_server: LocalDNSServer) -> None:
     dns_checker = checker(dns_server)
     checks = dns_checker.apply_all(
         {"Email": soft(), "Secondary_Email": soft()},
@@ -184,14 +125,14 @@ def test_a_dead_domain_defers_a_domain_failure_bounce(dns_server: LocalDNS) -> N
 
 
 def test_an_unknown_answer_sends_the_field_as_today(
-    silent_dns: LocalDNS, caplog: pytest.LogCaptureFixture
+    silent_dns: LocalDNSServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     check = checker(silent_dns, timeout=0.3).apply(soft(), "someone@good.test")
     assert check.verdict == Verdict.SOFT and "check_domain unknown" in check.note
     assert "check_domain" in caplog.text
 
 
-def test_only_domain_or_host_failures_are_looked_up(dns_server: LocalDNS) -> None:
+def test_only_domain_or_host_failures_are_looked_up(dns_server: LocalDNSServer) -> None:
     dns_checker = checker(dns_server)
     full = soft(sub="Mailbox full", reason="552 mailbox full")
     assert dns_checker.apply(full, "x@gone.test") == full
