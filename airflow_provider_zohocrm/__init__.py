@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("airflow-provider-zohocrm")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+#: The one source of the version: pyproject.toml reads it (``[tool.setuptools.dynamic]``, parsed statically, so
+#: keep it a plain string literal), the wheel's metadata and Airflow's provider info report it.
+__version__ = "0.3.0.dev0"
 
 DATA_CENTER_CHOICES = ["us", "eu", "in", "au", "jp", "cn", "ca", "sa", "uk"]
 API_VERSION_CHOICES = ["v8", "v7", "v6"]

@@ -13,7 +13,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[bootstrap] installing apache-airflow (constraints/airflow-3.3.txt) and this provider into .venv …"
   log=.venv/pip.log
   { .venv/bin/python -m pip install --upgrade pip \
-    && .venv/bin/python -m pip install -c constraints/airflow-3.3.txt -e ".[dev,deployment]"; } > "$log" 2>&1 \
+    && .venv/bin/python -m pip install -c constraints/airflow-3.3.txt -e ".[dev,deployment,docs]"; } > "$log" 2>&1 \
     || { grep -v "is ignored: it is neither" "$log" | tail -40; echo "[bootstrap] pip failed (log: $log)"; exit 1; }
   echo "$want" > "$stamp"
 fi

@@ -164,10 +164,14 @@ class Fault:
 
 @dataclass(slots=True)
 class EmailState:
-    """Bounce state of one email field: ``blocked`` is None, "temporary" or "permanent"."""
+    """Bounce state of one email field: ``blocked`` is None, "temporary" or "permanent".
+
+    ``unblocked_at`` holds the times the API unblocked this field (Zoho unblocks field by field), so tests can
+    show which fields an unblock call really reached."""
 
     blocked: str | None = None
     unblock_count: int = 0
+    unblocked_at: list[float] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -199,6 +203,8 @@ class Record:
             },
             "locked": self.locked,
             "unblock_events": list(self.unblock_events),
+            #: per email field, when the API unblocked it (which fields each call really reached)
+            "field_unblock_events": {k: list(v.unblocked_at) for k, v in self.email.items()},
         }
 
 

@@ -185,9 +185,32 @@ def format_run_report(report: Mapping[str, Any], *, dry_run: bool = False, tag: 
             lines.append(f"  {rec['module']} {rec['id']}" + (f": {why}" if why else ""))
         if len(records) > LIST_LIMIT:
             lines.append(f"  … and {len(records) - LIST_LIMIT:,} more (all in the report's XCom)")
-    for key, message in list(report["messages"].items())[:20]:
-        lines.append(f"  {key.replace(':', ' ', 1)}: {message}")
+    for outcome, keys in _messages_by_outcome(report).items():
+        lines.append(f"{MESSAGE_HEADINGS.get(outcome, 'Messages')} ({outcome}, {len(keys):,}):")
+        for key in keys[:LIST_LIMIT]:
+            lines.append(f"  {key.replace(':', ' ', 1)}: {report['messages'][key]}")
+        if len(keys) > LIST_LIMIT:
+            lines.append(f"  … and {len(keys) - LIST_LIMIT:,} more (all in the report's XCom)")
     return "\n".join(lines)
+
+
+#: The heading of each outcome whose records are listed with Zoho's message.
+MESSAGE_HEADINGS = {"not_allowed": "Not allowed by Zoho", "error": "Errors"}
+
+
+def _messages_by_outcome(report: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The ``module:id`` keys of the per-record messages, grouped by the record's outcome (``not_allowed``,
+    ``error``, then any other), so each is printed under its own heading."""
+    outcome_of = {
+        f"{module}:{rid}": outcome
+        for module, by_outcome in report["ids"].items()
+        for outcome, outcome_ids in by_outcome.items()
+        for rid in outcome_ids
+    }
+    grouped: dict[str, list[str]] = {outcome: [] for outcome in MESSAGE_HEADINGS}
+    for key in report["messages"]:
+        grouped.setdefault(outcome_of.get(key, "other"), []).append(key)
+    return {outcome: keys for outcome, keys in grouped.items() if keys}
 
 
 def _bounce_words(rec: Mapping[str, Any]) -> str:

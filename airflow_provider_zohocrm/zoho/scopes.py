@@ -123,3 +123,28 @@ def add_tags(module: str) -> ScopeNeed:
         (f"ZohoCRM.modules.{module}.CREATE", "ZohoCRM.settings.tags.ALL"),
         "tag the records that need a person (needs_person_tag)",
     )
+
+
+#: The modules the example DAG's demo runs on: the default of :func:`token_scopes`.
+EXAMPLE_MODULES = ("Leads", "Contacts")
+
+
+def job_needs(modules: Iterable[str]) -> list[ScopeNeed]:
+    """Every step of the example DAG and the preflight on these modules, with every source kind (view by name,
+    COQL, whole module), ``verify="emails"`` and ``needs_person_tag``: the widest run the DAG can make."""
+    needs = [org_read(), custom_views_read(), coql_read(), emails_read()]
+    for module in modules:
+        needs += [module_read(module), unblock(module), add_tags(module)]
+    return needs
+
+
+def token_scopes(modules: Iterable[str] = EXAMPLE_MODULES) -> str:
+    """The scopes to paste into the Zoho API console's *Generate Code* box (comma-separated) for a refresh token
+    that passes the preflight and runs the example DAG on ``modules``.
+
+    Where Zoho's documents disagree on a step's scope (unblock: ``send_mail`` or ``modules.UPDATE``; tags: the
+    module's ``CREATE`` or ``settings.tags.ALL``), every alternative is asked for, so the token works whichever
+    reading Zoho's server applies. No wildcard: the token can do the job and nothing else.
+    """
+    scopes = [scope for need in job_needs(modules) for scope in need.alternatives]
+    return ",".join(dict.fromkeys(scopes))

@@ -418,7 +418,10 @@ def test_the_wheel_ships_the_example_dag_and_dags_folder_has_the_same_file(tmp_p
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from airflow_provider_zohocrm import __version__
+
     (wheel,) = (tmp_path / "dist").glob("airflow_provider_zohocrm-*.whl")
+    assert wheel.name == f"airflow_provider_zohocrm-{__version__}-py3-none-any.whl"  # one version everywhere
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("airflow_provider_zohocrm/example_dags/zoho_unblock_bounced_emails.py")
     assert shipped == EXAMPLE_DAG.read_bytes()
