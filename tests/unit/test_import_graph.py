@@ -180,6 +180,26 @@ def test_zoho_and_the_emulator_never_import_airflow() -> None:
     assert offenders == {}
 
 
+def test_every_import_of_the_package_names_a_module_of_this_checkout() -> None:
+    """A moved or removed module leaves no import behind, in the package, its tests, scripts and benchmarks (an
+    editable install of another checkout would otherwise still answer the old name)."""
+    roots = [ROOT, *(ROOT.parent / d for d in ("tests", "scripts", "benchmarks"))]
+    stale = []
+    for path in (p for root in roots if root.is_dir() for p in sorted(root.rglob("*.py"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for statement in _imports(tree, typing_too=True):
+            if isinstance(statement, ast.ImportFrom):
+                names = [statement.module or ""] if not statement.level else []
+            else:
+                names = [alias.name for alias in statement.names]
+            stale += [
+                f"{path.relative_to(ROOT.parent)}:{statement.lineno} {name}"
+                for name in names
+                if (name == PACKAGE or name.startswith(f"{PACKAGE}.")) and name not in MODULES
+            ]
+    assert stale == []
+
+
 def test_the_graph_sees_function_local_imports_and_skips_type_checking_ones() -> None:
     """The reader itself: a lazy import is an edge; an ``if TYPE_CHECKING:`` import is not."""
     tree = ast.parse(
