@@ -20,14 +20,13 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
-from airflow_provider_zohocrm.zoho.errors import (
-    ZohoConfigError,
-    ZohoInvalidClientError,
-    ZohoRefreshTokenError,
-    ZohoRequestError,
-    ZohoScopeError,
+from airflow_provider_zohocrm.zoho.errors import ZohoConfigError
+from airflow_provider_zohocrm.zoho.params import (
+    emails_options_ignored,
+    parse_flag,
+    parse_max_parallel,
+    parse_verify,
 )
-from airflow_provider_zohocrm.zoho.params import parse_flag, parse_max_parallel
 from airflow_provider_zohocrm.zoho.unblock import (
     MAX_IDS_PER_CALL,
     Outcome,
@@ -42,11 +41,6 @@ from airflow_provider_zohocrm.zoho.unblock_job import UnblockJobFailed, UnblockP
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, TaskInstanceKey
 
-#: Failures that no retry of the task can fix: fail at once instead of burning Airflow retries.
-_FINAL_ERRORS = (ZohoConfigError, ZohoRefreshTokenError, ZohoInvalidClientError, ZohoScopeError)
-#: Call-level refusals of the request itself (e.g. "EMAIL, SECONDARY_EMAIL field not available for module"):
-#: Zoho answers every retry the same, so they are final too.
-_FINAL_CODES = frozenset({"NOT_ALLOWED", "INVALID_MODULE", "MANDATORY_NOT_FOUND", "LIMIT_EXCEEDED"})
 REPORT_XCOM_KEY = "unblock_report"
 #: Where ``execute`` leaves the module's URL in Zoho's web UI, for the extra link.
 LINK_XCOM_KEY = "zohocrm_module_url"
@@ -63,10 +57,6 @@ class ZohoCRMModuleLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
         url = XCom.get_value(key=LINK_XCOM_KEY, ti_key=ti_key)
         return url if isinstance(url, str) else ""
-
-
-def module_url(web_url: str, module: str) -> str:
-    return f"{web_url}/crm/tab/{module}" if module else f"{web_url}/crm/"
 
 
 class UnblockEmailOperator(BaseOperator):
@@ -173,6 +163,10 @@ class UnblockEmailOperator(BaseOperator):
 
     def _plan(self) -> UnblockPlan:
         """Every input checked (zoho/params.py's rules) before any call; a bad value raises naming it."""
+        verify = parse_verify(self.verify)
+        ignored = emails_options_ignored(verify, self.min_hours_since_bounce, self.max_email_checks)
+        if ignored:
+            self.log.warning("%s apply only to verify='emails'; verify=%r ignores them.", ignored, verify)
         return UnblockPlan.build(
             self.module,
             [self.record_id] if self.record_id is not None else self.record_ids,
@@ -183,6 +177,7 @@ class UnblockEmailOperator(BaseOperator):
             min_hours_since_bounce=self.min_hours_since_bounce,
             max_email_checks=self.max_email_checks,
             needs_person_tag=self.needs_person_tag,
+            strict=False,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -195,32 +190,16 @@ class UnblockEmailOperator(BaseOperator):
             self.log.info("No record ids given: nothing to unblock.")
             return plan.new_report().to_dict()
         if plan.dry_run:
-            self.log.info(
-                "Dry run (verify=%s): would unblock %s of up to %d %s record(s) in up to %d call(s); nothing"
-                " sent.",
-                plan.verify,
-                "/".join(request.unblock_fields),
-                len(request.record_ids),
-                request.module,
-                len(request.batches()),
-            )
+            self.log.info("%s", plan.dry_run_summary())
             return plan.dry_run_report().to_dict()
         self._push_link(context, request.module)
         try:
             report = run_unblock(self.hook.client, plan, self.max_parallel_calls, log=self.log)
         except UnblockJobFailed as failed:
-            report, error = failed.report, failed.error
-            self._push_report(context, report)
-            have = report.total - len(report.pending)
-            reason = (
-                f"{error} ({have} of {len(request.record_ids)} ids had an outcome before this,"
-                f" {len(report.pending)} are pending with the reason in the report; a retry is safe)"
-            )
-            if isinstance(error, _FINAL_ERRORS) or (
-                isinstance(error, ZohoRequestError) and error.code in _FINAL_CODES
-            ):
-                raise AirflowFailException(reason) from None
-            raise AirflowException(reason) from None
+            self._push_report(context, failed.report)
+            if failed.final:  # no retry of the task can fix it: fail at once instead of burning retries
+                raise AirflowFailException(failed.explain()) from None
+            raise AirflowException(failed.explain()) from None
         return self._finish(context, report)
 
     def _finish(self, context: Context, report: UnblockReport) -> dict[str, Any]:
@@ -260,8 +239,8 @@ class UnblockEmailOperator(BaseOperator):
     def _push_link(self, context: Context, module: str) -> None:
         """The extra link's URL, from the connection's data center (no call); best effort."""
         try:
-            url = module_url(self.hook.settings.endpoints.data_center.web_url, module)
-            context["ti"].xcom_push(key=LINK_XCOM_KEY, value=url)
+            web_url = self.hook.settings.endpoints.data_center.web_url
+            context["ti"].xcom_push(key=LINK_XCOM_KEY, value=f"{web_url}/crm/tab/{module}")
         except Exception:
             self.log.debug("No Zoho CRM link pushed for this task.")
 

@@ -94,24 +94,39 @@ def _unset(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in (_NO_VALUE_WORDS | {"0", "0.0"})
 
 
+def emails_options_ignored(verify: str, min_hours_since_bounce: Any, max_email_checks: Any) -> list[str]:
+    """The names of ``min_hours_since_bounce`` / ``max_email_checks`` that are set although ``verify`` is not
+    ``emails`` (the only mode they apply to)."""
+    if verify == "emails":
+        return []
+    given = (("min_hours_since_bounce", min_hours_since_bounce), ("max_email_checks", max_email_checks))
+    return [name for name, value in given if not _unset(value)]
+
+
 def parse_emails_options(
-    verify: str, min_hours_since_bounce: Any, max_email_checks: Any
+    verify: str, min_hours_since_bounce: Any, max_email_checks: Any, *, strict: bool = True
 ) -> tuple[float, int | None]:
     """``(min_hours_since_bounce, max_email_checks)`` for a ``verify`` mode already parsed.
 
-    They apply only to ``verify="emails"``; set with another mode they are refused (the caller likely thinks
-    they limit something they do not), so the defaults are ``(0.0, None)`` there."""
-    if verify != "emails":
-        for name, value in (
-            ("min_hours_since_bounce", min_hours_since_bounce),
-            ("max_email_checks", max_email_checks),
-        ):
-            if not _unset(value):
-                raise ZohoValidationError(
-                    f"{name} needs verify 'emails' (verify is {verify!r}), not {value!r}."
-                )
-        return 0.0, None
-    return parse_min_hours(min_hours_since_bounce), parse_max_email_checks(max_email_checks)
+    They apply only to ``verify="emails"``; with another mode the result is ``(0.0, None)``. A value set there
+    is still checked, and with ``strict`` refused: a source's options are written for that one source, so the
+    user likely thinks they limit something they do not. An operator is not strict (its caller warns, see
+    :func:`emails_options_ignored`): its options may be fixed in ``partial()`` while ``verify`` varies per
+    mapped task instance."""
+    ignored = emails_options_ignored(verify, min_hours_since_bounce, max_email_checks)
+    if strict and ignored:
+        value = min_hours_since_bounce if ignored[0] == "min_hours_since_bounce" else max_email_checks
+        raise ZohoValidationError(
+            f"{ignored[0]} needs verify 'emails' (verify is {verify!r}), not {value!r}."
+        )
+    if verify == "emails":
+        return parse_min_hours(min_hours_since_bounce), parse_max_email_checks(max_email_checks)
+    # checked all the same: a bad value is a mistake whatever the mode
+    if "min_hours_since_bounce" in ignored:
+        parse_min_hours(min_hours_since_bounce)
+    if "max_email_checks" in ignored:
+        parse_max_email_checks(max_email_checks)
+    return 0.0, None
 
 
 def parse_tag(value: Any) -> str | None:
@@ -164,6 +179,7 @@ __all__ = [
     "FALSE_WORDS",
     "TRUE_WORDS",
     "VERIFY_MODES",
+    "emails_options_ignored",
     "parse_batch_size",
     "parse_cvid",
     "parse_emails_options",

@@ -32,7 +32,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow_provider_zohocrm.zoho.emails import BounceCheck, CallBudget, Verdict, check_bounce
-from airflow_provider_zohocrm.zoho.errors import ZohoCRMError
+from airflow_provider_zohocrm.zoho.errors import (
+    ZohoConfigError,
+    ZohoCRMError,
+    ZohoInvalidClientError,
+    ZohoRefreshTokenError,
+    ZohoRequestError,
+    ZohoScopeError,
+)
 from airflow_provider_zohocrm.zoho.params import (
     parse_batch_size,
     parse_emails_options,
@@ -95,13 +102,15 @@ class UnblockPlan:
         min_hours_since_bounce: Any = 0,
         max_email_checks: Any = None,
         needs_person_tag: Any = None,
+        strict: bool = True,
     ) -> UnblockPlan:
-        """Every value through zoho/params.py's rules; templated strings are read as the operator gets them."""
+        """Every value through zoho/params.py's rules; templated strings are read as the operator gets them.
+        ``strict``: refuse emails-only options set with another ``verify`` (see ``parse_emails_options``)."""
         request = UnblockRequest.build(
             module, parse_record_ids(record_ids), unblock_fields, parse_batch_size(batch_size)
         )
         mode = parse_verify(verify)
-        hours, checks = parse_emails_options(mode, min_hours_since_bounce, max_email_checks)
+        hours, checks = parse_emails_options(mode, min_hours_since_bounce, max_email_checks, strict=strict)
         return cls(
             request=request,
             dry_run=parse_flag(dry_run, "dry_run"),
@@ -109,6 +118,15 @@ class UnblockPlan:
             min_hours_since_bounce=hours,
             max_email_checks=checks,
             needs_person_tag=parse_tag(needs_person_tag),
+        )
+
+    def dry_run_summary(self) -> str:
+        """What a dry run would do, in one log line."""
+        request = self.request
+        return (
+            f"Dry run (verify={self.verify}): would unblock {'/'.join(request.unblock_fields)} of up to"
+            f" {len(request.record_ids)} {request.module} record(s) in up to {len(request.batches())} call(s);"
+            " nothing sent."
         )
 
     def dry_run_report(self) -> UnblockReport:
@@ -127,6 +145,13 @@ class UnblockPlan:
         )
 
 
+#: Failures that no retry can fix (configuration, a dead refresh token or client, a missing scope).
+_FINAL_ERRORS = (ZohoConfigError, ZohoRefreshTokenError, ZohoInvalidClientError, ZohoScopeError)
+#: Call-level refusals of the request itself (e.g. "EMAIL, SECONDARY_EMAIL field not available for module"):
+#: Zoho answers every retry the same, so they are final too.
+_FINAL_CODES = frozenset({"NOT_ALLOWED", "INVALID_MODULE", "MANDATORY_NOT_FOUND", "LIMIT_EXCEEDED"})
+
+
 class UnblockJobFailed(Exception):
     """A Zoho call failed. ``report`` holds every id: an outcome, or ``pending`` with the reason."""
 
@@ -134,6 +159,23 @@ class UnblockJobFailed(Exception):
         super().__init__(str(error))
         self.error = error
         self.report = report
+
+    @property
+    def final(self) -> bool:
+        """True when a retry would fail the same way (fail the task at once)."""
+        error = self.error
+        return isinstance(error, _FINAL_ERRORS) or (
+            isinstance(error, ZohoRequestError) and error.code in _FINAL_CODES
+        )
+
+    def explain(self) -> str:
+        """The error, and how far the job got (a retry is safe: done ids come back already_unblocked)."""
+        report = self.report
+        have = report.total - len(report.pending)
+        return (
+            f"{self.error} ({have} of {report.total} ids had an outcome before this,"
+            f" {len(report.pending)} are pending with the reason in the report; a retry is safe)"
+        )
 
 
 # -- concurrency ------------------------------------------------------------------------------------------------

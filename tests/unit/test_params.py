@@ -119,11 +119,20 @@ def test_emails_options_left_unset_are_fine_in_other_modes(verify: str, hours: A
 @pytest.mark.parametrize(
     ("hours", "checks", "name"), [(24, None, "min_hours_since_bounce"), (0, 10, "max_email_checks")]
 )
-def test_emails_options_set_in_another_mode_are_refused(
+def test_emails_options_set_in_another_mode_are_refused_when_strict_else_ignored(
     verify: str, hours: Any, checks: Any, name: str
 ) -> None:
     with pytest.raises(ZohoValidationError, match=f"{name} needs verify 'emails'"):
         params.parse_emails_options(verify, hours, checks)
+    assert params.parse_emails_options(verify, hours, checks, strict=False) == (0.0, None)
+    assert params.emails_options_ignored(verify, hours, checks) == [name]
+    assert params.emails_options_ignored("emails", hours, checks) == []
+
+
+@pytest.mark.parametrize(("hours", "checks"), [(-1, None), ("soon", None), (None, "many"), (None, 0.5)])
+def test_emails_options_are_checked_even_where_ignored(hours: Any, checks: Any) -> None:
+    with pytest.raises(ZohoValidationError):
+        params.parse_emails_options("none", hours, checks, strict=False)
 
 
 def test_emails_options_are_parsed_for_emails() -> None:
