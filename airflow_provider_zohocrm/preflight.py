@@ -29,6 +29,7 @@ from airflow_provider_zohocrm.zoho.errors import (
     ZohoScopeError,
     ZohoValidationError,
 )
+from airflow_provider_zohocrm.zoho.params import VERIFY_MODES
 from airflow_provider_zohocrm.zoho.scopes import ScopeNeed, granted_by, parse_scopes
 from airflow_provider_zohocrm.zoho.validation import (
     SUPPORTED_MODULES,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 Status = Literal["ok", "fail", "warn", "unverified", "skip"]
 SYMBOLS: dict[str, str] = {"ok": "✓", "fail": "✗", "warn": "!", "unverified": "?", "skip": "-"}
-VERIFY_MODES = ("none", "emails", "sweep")
 #: Records read on the first page of a view or COQL query (one call).
 FIRST_PAGE = 200
 DEFAULT_SAMPLE = 3
