@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from airflow_provider_zohocrm.zoho.params import VERIFY_MODES
+
 PROG = "python -m airflow_provider_zohocrm"
 
 
@@ -44,7 +46,7 @@ def _add_check(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--verify",
-        choices=("none", "emails", "sweep"),
+        choices=VERIFY_MODES,
         help="the run's verification mode; 'emails' makes the Emails scope required",
     )
     parser.add_argument("--tag", dest="needs_person_tag", help="the needs_person_tag the run will set")

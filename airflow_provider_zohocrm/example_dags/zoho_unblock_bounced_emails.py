@@ -31,6 +31,7 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 
 from airflow_provider_zohocrm.operators.unblock_email import UnblockEmailOperator
+from airflow_provider_zohocrm.zoho.params import VERIFY_MODES
 
 DAG_ID = "zoho_unblock_bounced_emails"
 POOL = os.environ.get("ZOHOCRM_POOL") or None
@@ -50,7 +51,7 @@ UNBLOCK_FIELDS_SCHEMA: dict[str, Any] = {
     "minItems": 1,
     "uniqueItems": True,
 }
-VERIFY_ENUM = ["none", "emails", "sweep"]
+VERIFY_ENUM = list(VERIFY_MODES)
 #: One source of the ``sources`` param (checked again, with better messages, by the first task).
 SOURCE_SCHEMA: dict[str, Any] = {
     "type": "object",

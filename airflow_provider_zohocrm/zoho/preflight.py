@@ -31,6 +31,7 @@ from airflow_provider_zohocrm.zoho.errors import (
     ZohoScopeError,
     ZohoValidationError,
 )
+from airflow_provider_zohocrm.zoho.params import VERIFY_MODES
 from airflow_provider_zohocrm.zoho.scopes import ScopeNeed, granted_by, parse_scopes
 from airflow_provider_zohocrm.zoho.validation import (
     SUPPORTED_MODULES,
@@ -41,7 +42,6 @@ from airflow_provider_zohocrm.zoho.validation import (
 
 Status = Literal["ok", "fail", "warn", "unverified", "skip"]
 SYMBOLS: dict[str, str] = {"ok": "✓", "fail": "✗", "warn": "!", "unverified": "?", "skip": "-"}
-VERIFY_MODES = ("none", "emails", "sweep")
 #: Records read on the first page of a view or COQL query (one call).
 FIRST_PAGE = 200
 DEFAULT_SAMPLE = 3
