@@ -49,9 +49,7 @@ def coql_credits(select_query: str) -> int:
     return COQL_CREDITS_BY_LIMIT[-1][1]
 
 
-def call_credits(
-    method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
-) -> int:
+def call_credits(method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> int:
     """Credits one call costs (``path`` below ``/crm/{version}/``, as the client's ``request`` takes it)."""
     path = path.strip("/").split("?", 1)[0]
     method = method.upper()
