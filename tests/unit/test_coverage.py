@@ -12,6 +12,7 @@ from airflow_provider_zohocrm.zoho.coverage import (
     DONE,
     CoverageState,
     RunCheckpoint,
+    RunPlan,
     Verdict,
     apply_outcomes,
     plan_run,
@@ -28,8 +29,12 @@ def ids(n: int, step: int = 7) -> list[str]:
 
 
 def night(
-    state: CoverageState, candidates: list[str], budget: int | None, now: float, fail: set[str] = set()
-):
+    state: CoverageState,
+    candidates: list[str],
+    budget: int | None,
+    now: float,
+    fail: frozenset[str] = frozenset(),
+) -> tuple[RunPlan, dict[str, Verdict], CoverageState]:
     plan = plan_run(state, candidates, budget, now)
     verdicts = {rid: DONE for rid in plan.ids if rid not in fail}
     after = apply_outcomes(state, plan, verdicts, now)
@@ -55,7 +60,7 @@ def test_three_runs_at_1000_over_2520_records_cover_the_module_without_rereading
 def test_a_failed_run_never_marks_unread_records_read() -> None:
     module = ids(3000)
     state = reset(0.0)
-    plan, _v, state = night(state, module, 1000, 0.0, fail=set(ids(3000)[200:400]))
+    plan, _v, state = night(state, module, 1000, 0.0, fail=frozenset(ids(3000)[200:400]))
     assert state.cursor == module[199]  # the cursor stops before the gap
     plan2, _v, state = night(state, module, 1000, DAY)
     assert plan2.fresh[:200] == tuple(module[200:400])  # the unread ones first
@@ -105,7 +110,7 @@ def test_state_is_small_json() -> None:
     module = ids(100_000)
     state = reset(0.0)
     for n in range(30):
-        _plan, _v, state = night(state, module, 20_000, n * DAY, fail=set(module[n * 10 : n * 10 + 3]))
+        _plan, _v, state = night(state, module, 20_000, n * DAY, fail=frozenset(module[n * 10 : n * 10 + 3]))
     text = json.dumps(state.to_json())
     assert len(text) < 4_000
     assert CoverageState.from_json(json.loads(text)) == state
@@ -135,7 +140,7 @@ def test_over_many_nights_every_record_is_read_once_per_cycle_never_twice(
     state = reset(0.0)
     reads: dict[int, list[str]] = defaultdict(list)
     for n, budget in enumerate(budgets):
-        fail = {module[i] for i in failures[n] if i < size}
+        fail = frozenset(module[i] for i in failures[n] if i < size)
         before = state
         plan, verdicts, state = night(state, module, budget, n * DAY, fail)
         assert len(plan.ids) <= budget and len(set(plan.ids)) == len(plan.ids)
