@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import REPO, airflow_env
 
-SCRIPT = r'''
+SCRIPT = r"""
 import json, multiprocessing as mp, sys
 from dataclasses import replace
 
@@ -58,10 +58,8 @@ if __name__ == "__main__":
     except CoverageBusyError as exc:
         intruder = str(exc)
     store.release(claim)
-    from airflow.models.variable import Variable
-    print(json.dumps({"outcomes": got, "state": store.read().to_json(), "intruder": intruder,
-                      "raw_is_encrypted": Variable.get_variable_from_secrets is not None}))
-'''.replace("ROUNDS = int(sys.argv[1])", "ROUNDS = int(sys.argv[1]); globals()['ROUNDS'] = ROUNDS")
+    print(json.dumps({"outcomes": got, "state": store.read().to_json(), "intruder": intruder}))
+""".replace("ROUNDS = int(sys.argv[1])", "ROUNDS = int(sys.argv[1]); globals()['ROUNDS'] = ROUNDS")
 
 
 @pytest.mark.airflow_run
@@ -71,7 +69,12 @@ def test_two_runs_never_advance_one_cursor_on_real_variables(airflow_home: Path,
     env = airflow_env(airflow_home, PYTHONPATH=str(REPO))
     rounds = 12
     out = subprocess.run(
-        [sys.executable, str(script), str(rounds)], env=env, cwd=REPO, capture_output=True, text=True, timeout=600
+        [sys.executable, str(script), str(rounds)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -80,7 +83,6 @@ def test_two_runs_never_advance_one_cursor_on_real_variables(airflow_home: Path,
     per_round = [
         sum(1 for r in ("scheduled", "manual") if outcomes[r][i][0] == "committed") for i in range(rounds)
     ]
-    print(per_round, {r: [o for o, _ in outcomes[r]] for r in outcomes})
     assert all(n <= 1 for n in per_round), per_round  # never two advances from one race
     assert result["state"]["read_this_cycle"] == sum(committed)  # every advance is one commit, none lost
     assert "has held the coverage" in result["intruder"]

@@ -41,13 +41,15 @@ class Clock:
 
 
 def store(variables: DictVariables, clock: Clock, **kwargs: object) -> CoverageStore:
-    return CoverageStore("zoho_unblock", "0-Leads-all", variables, clock=clock, sleep=lambda _s: None, **kwargs)  # type: ignore[arg-type]
+    return CoverageStore(
+        "zoho_unblock", "0-Leads-all", variables, clock=clock, sleep=lambda _s: None, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def test_a_second_run_fails_clearly_while_the_first_holds_the_coverage() -> None:
     v, clock = DictVariables(), Clock()
     scheduled = store(v, clock).claim("scheduled__2026-12-05")
-    with pytest.raises(CoverageBusyError, match="scheduled__2026-12-05.*has held the coverage"):
+    with pytest.raises(CoverageBusyError, match=r"scheduled__2026-12-05.*has held the coverage"):
         store(v, clock).claim("manual__2026-12-05T10")
     store(v, clock).commit(scheduled, replace(scheduled.state, read_this_cycle=1000))
     manual = store(v, clock).claim("manual__2026-12-05T10")  # free again after the commit
@@ -61,7 +63,7 @@ def test_a_claim_that_loses_the_read_back_race_stops() -> None:
     # the other run read "free" before our write, and its claim lands between our write and our read-back
     lease = {"run_id": "manual", "token": "t", "claimed_at": clock.now, "until": clock.now + 60}
     late.sleep = lambda _s: other._write(other.read(), lease)
-    with pytest.raises(CoverageBusyError, match="claimed the coverage .* at the same moment"):
+    with pytest.raises(CoverageBusyError, match=r"claimed the coverage .* at the same moment"):
         late.claim("scheduled")
 
 
@@ -70,7 +72,7 @@ def test_only_the_last_claim_can_commit_and_only_once() -> None:
     first = store(v, clock).claim("a")
     clock.now += 21 * 3600  # a's lease expired (the run died); b takes over
     second = store(v, clock).claim("b")
-    with pytest.raises(CoverageLostError, match="lost the coverage lease .* to run 'b'"):
+    with pytest.raises(CoverageLostError, match=r"lost the coverage lease .* to run 'b'"):
         store(v, clock).commit(first, replace(first.state, read_this_cycle=1))
     store(v, clock).commit(second, replace(second.state, read_this_cycle=2))
     with pytest.raises(CoverageLostError):
@@ -116,4 +118,7 @@ def test_keys_are_valid_variable_keys() -> None:
     s = store(DictVariables(), Clock())
     assert s.key == "zohocrm_coverage_zoho_unblock__0-Leads-all"
     long = CoverageStore("d" * 200, "s p a c e s/" * 20, DictVariables())
-    assert len(long.key) <= 250 and long.key != CoverageStore("d" * 200, "s p a c e s/" * 21, DictVariables()).key
+    assert (
+        len(long.key) <= 250
+        and long.key != CoverageStore("d" * 200, "s p a c e s/" * 21, DictVariables()).key
+    )
