@@ -183,3 +183,24 @@ def test_custom_view_past_the_page_token_cap_names_the_cap_and_what_to_use(emu: 
     stats = emu.backend.stats
     assert stats["requests"]["records"] == 500  # 200 per page
     assert stats["credits_used"] == 3 * 500 == client.credits_spent  # a view's listing costs 3 a page
+
+
+def test_whole_module_query_with_both_fields_and_a_date_is_paged_exactly(emu: ZohoCRMEmulator) -> None:
+    """The whole-module source's query (``(Email is not null or Secondary_Email is not null) and date >= since``)
+    keeps its meaning on every keyset page."""
+    b = emu.backend
+    expected = set()
+    for i in range(1_200):
+        fields: dict[str, object] = {"Modified_Time": f"2026-0{1 + i % 9}-15T00:00:00+00:00"}
+        if i % 3:
+            fields["Email"] = f"p{i}@x.com"
+        if i % 5 == 0:
+            fields["Secondary_Email"] = f"s{i}@x.com"
+        rid = b.add_record("Leads", fields=fields)
+        if ("Email" in fields or "Secondary_Email" in fields) and str(fields["Modified_Time"]) >= "2026-05-01":
+            expected.add(rid)
+    query = whole_module_query("Leads", ["Email", "Secondary_Email"], "Modified_Time", "2026-05-01")
+    b.reset_stats()
+    ids = [r["id"] for r in client_for(emu).iter_coql(query, page_size=100)]
+    assert len(ids) == len(set(ids)) and set(ids) == expected
+    assert b.stats["requests"]["coql"] == math.ceil(len(expected) / 100)
