@@ -158,3 +158,34 @@ def test_deferred_records_the_source_no_longer_lists_are_forgotten() -> None:
     plan = plan_run(state, module, 10, DAY)
     assert plan.due == (module[5],) and plan.gone == (str(BASE - 1),)
     assert apply_outcomes(state, plan, dict.fromkeys(plan.ids, DONE), DAY).deferred == {}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    size=st.integers(60, 400),
+    deferrals=st.lists(
+        st.lists(st.tuples(st.integers(0, 49), st.floats(0.2, 3.5)), max_size=5), min_size=12, max_size=12
+    ),
+)
+def test_a_deferred_record_is_checked_on_the_first_run_after_it_is_due(
+    size: int, deferrals: list[list[tuple[int, float]]]
+) -> None:
+    module = ids(size)
+    state = reset(0.0)
+    due_at: dict[str, float] = {}
+    for n, chosen in enumerate(deferrals):
+        now = n * DAY
+        plan = plan_run(state, module, 50, now)
+        for rid, at in list(due_at.items()):
+            if at <= now:
+                assert rid in plan.due, f"{rid} was due at {at / DAY:.1f} d, not checked on night {n}"
+                del due_at[rid]
+            else:
+                assert rid not in plan.ids  # not before it is due
+        verdicts = dict.fromkeys(plan.ids, DONE)
+        fresh = list(plan.fresh) + list(plan.wrapped)
+        for position, days in chosen:
+            if position < len(fresh) and fresh[position] not in due_at:
+                verdicts[fresh[position]] = Verdict("deferred", now + days * DAY)
+                due_at[fresh[position]] = now + days * DAY
+        state = apply_outcomes(state, plan, verdicts, now)
