@@ -197,7 +197,8 @@ def test_whole_module_query_with_both_fields_and_a_date_is_paged_exactly(emu: Zo
         if i % 5 == 0:
             fields["Secondary_Email"] = f"s{i}@x.com"
         rid = b.add_record("Leads", fields=fields)
-        if ("Email" in fields or "Secondary_Email" in fields) and str(fields["Modified_Time"]) >= "2026-05-01":
+        has_address = "Email" in fields or "Secondary_Email" in fields
+        if has_address and str(fields["Modified_Time"]) >= "2026-05-01":
             expected.add(rid)
     query = whole_module_query("Leads", ["Email", "Secondary_Email"], "Modified_Time", "2026-05-01")
     b.reset_stats()
