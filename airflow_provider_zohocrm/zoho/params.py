@@ -8,8 +8,10 @@ and raises :class:`ZohoValidationError` naming the param for anything else, befo
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
@@ -26,6 +28,34 @@ FALSE_WORDS = frozenset({"false", "no", "0", "off"})
 #: Text that a template renders for "no value" (Jinja prints None as "None").
 _NO_VALUE_WORDS = frozenset({"", "none", "null"})
 _CVID_RE = re.compile(r"^[0-9]{1,30}$")
+
+
+def refuse_unknown_keys(given: Iterable[str], known: Iterable[str], where: str) -> None:
+    """Fail closed on a key nobody reads: a misspelled ``dryrun`` silently ignored would make a live run.
+
+    Names every unknown key with its closest known one (``dryrun`` → ``dry_run``), before any call.
+    """
+    known = sorted(set(known))
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(_folded(key), {_folded(k): k for k in known}, n=1, cutoff=0.6)
+        hint = f" (did you mean {_unfold(close[0], known)!r}?)" if close else ""
+        named.append(f"{key!r}{hint}")
+    raise ZohoValidationError(
+        f"{where} has unknown key(s) {', '.join(named)}; nothing was run. Known keys: {', '.join(known)}."
+    )
+
+
+def _folded(key: str) -> str:
+    """A key as a person might mistype it: case, ``-``, spaces and ``_`` ignored (``Dry-Run`` ~ ``dry_run``)."""
+    return re.sub(r"[\s_\-]+", "", str(key)).lower()
+
+
+def _unfold(folded: str, known: Iterable[str]) -> str:
+    return next(k for k in known if _folded(k) == folded)
 
 
 def parse_flag(value: Any, name: str = "dry_run") -> bool:

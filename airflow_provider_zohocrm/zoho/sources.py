@@ -28,6 +28,7 @@ from airflow_provider_zohocrm.zoho.params import (
     parse_flag,
     parse_tag,
     parse_verify,
+    refuse_unknown_keys,
 )
 from airflow_provider_zohocrm.zoho.validation import (
     MAX_IDS_PER_CALL,
@@ -180,11 +181,7 @@ def validate_source(
     where = f"source #{index + 1}"
     if not isinstance(raw, Mapping):
         raise ZohoValidationError(f"{where} must be an object such as {{'module': 'Leads', 'view': '…'}}.")
-    unknown = sorted(set(raw) - SOURCE_KEYS)
-    if unknown:
-        raise ZohoValidationError(
-            f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(SOURCE_KEYS))}."
-        )
+    refuse_unknown_keys(raw, SOURCE_KEYS, where)
     given = [k for k in KIND_KEYS if raw.get(k) not in (None, "", False)]
     if len(given) != 1:
         raise ZohoValidationError(

@@ -36,6 +36,24 @@ def test_bad_module_param_in_a_dag_run_fails_in_the_operator_before_any_unblock_
 
 
 @pytest.mark.airflow_run
+def test_a_misspelled_dry_run_key_fails_the_run_before_any_zoho_call(
+    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path, leak_audit: Any
+) -> None:
+    """``dryrun`` (for ``dry_run``) at the top level used to be ignored: the run went live and unblocked."""
+    seed_demo_org(emulator.backend, n_bounced=5)
+    proc = run_dag_test(
+        airflow_home,
+        {"cvid": BOUNCED_VIEW_ID, "dryrun": True},
+        {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)},
+    )
+    output = proc.stdout + proc.stderr
+    leak_audit.add_output(output)
+    assert dag_run_state(output) == "failed", output[-5000:]
+    assert "unknown key(s) 'dryrun' (did you mean 'dry_run'?)" in output, output[-5000:]
+    assert total_requests(emulator) == 0  # not even a token
+
+
+@pytest.mark.airflow_run
 def test_batch_size_over_zohos_limit_is_refused_by_the_dag_before_any_task(
     airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path, leak_audit: Any
 ) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from airflow_provider_zohocrm.zoho import params, sources
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
+from airflow_provider_zohocrm.zoho.params import refuse_unknown_keys
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 def refused(parse: Any, value: Any, *args: Any) -> str:
@@ -186,3 +190,62 @@ def test_record_ids_rendered_as_text_become_a_list() -> None:
     assert params.parse_record_ids("11") == ["11"]
     assert params.parse_record_ids(None) == []
     assert params.parse_record_ids(["1", "2"]) == ["1", "2"]
+
+
+# -- unknown keys: a misspelled key is refused, never ignored (issue 21) ---------------------------------------------
+
+
+def _dag_param_names() -> list[str]:
+    """The example DAG's declared params: what check_params passes as the known keys."""
+    from airflow_provider_zohocrm.example_dags import zoho_unblock_bounced_emails as module
+
+    return list(module.zoho_unblock_bounced_emails().params.keys())
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("dryrun", "dry_run"),
+        ("dry-run", "dry_run"),
+        ("DryRun", "dry_run"),
+        ("dry run", "dry_run"),
+        ("DRY_RUN", "dry_run"),
+        ("BATCH-SIZE", "batch_size"),
+        ("dry_rn", "dry_run"),
+        ("unblock_field", "unblock_fields"),
+        ("UnblockFields", "unblock_fields"),
+        ("needs_person_tags", "needs_person_tag"),
+        ("batchsize", "batch_size"),
+        ("sorces", "sources"),
+        ("verfy", "verify"),
+        ("min_hour_since_bounce", "min_hours_since_bounce"),
+        ("max_email_check", "max_email_checks"),
+        ("modul", "module"),
+        ("conn-id", "conn_id"),
+        ("coql_querry", "coql_query"),
+    ],
+)
+def test_a_misspelled_dag_param_is_refused_naming_the_key_it_resembles(typo: str, meant: str) -> None:
+    known = _dag_param_names()
+    assert meant in known  # the test's own premise: the DAG declares the intended param
+    with pytest.raises(ZohoValidationError) as info:
+        refuse_unknown_keys({"cvid": "1", typo: True}, known, "The run's conf")
+    message = str(info.value)
+    assert f"{typo!r} (did you mean {meant!r}?)" in message
+    assert "nothing was run" in message
+
+
+def test_known_keys_pass_and_a_key_unlike_any_is_named_without_a_guess() -> None:
+    known = _dag_param_names()
+    refuse_unknown_keys(dict.fromkeys(known), known, "The run's conf")  # every declared param is accepted
+    with pytest.raises(ZohoValidationError) as info:
+        refuse_unknown_keys({"zzz": 1}, known, "The run's conf")
+    assert "'zzz';" in str(info.value) and "did you mean" not in str(info.value)
+
+
+def test_a_source_key_typo_is_refused_with_its_close_match() -> None:
+    from airflow_provider_zohocrm.zoho.sources import validate_source
+
+    with pytest.raises(ZohoValidationError) as info:
+        validate_source({"module": "Leads", "all": True, "verfy": "none"}, 0, defaults={}, now=NOW)
+    assert "source #1 has unknown key(s) 'verfy' (did you mean 'verify'?)" in str(info.value)
