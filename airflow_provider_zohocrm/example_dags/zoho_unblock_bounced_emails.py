@@ -36,6 +36,7 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 
 from airflow_provider_zohocrm.operators.unblock_email import UnblockEmailOperator
+from airflow_provider_zohocrm.zoho.params import VERIFY_MODES
 
 DAG_ID = "zoho_unblock_bounced_emails"
 POOL = os.environ.get("ZOHOCRM_POOL") or None
@@ -55,7 +56,7 @@ UNBLOCK_FIELDS_SCHEMA: dict[str, Any] = {
     "minItems": 1,
     "uniqueItems": True,
 }
-VERIFY_ENUM = ["none", "emails", "sweep"]
+VERIFY_ENUM = list(VERIFY_MODES)
 #: One source of the ``sources`` param (checked again, with better messages, by the first task).
 SOURCE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -163,15 +164,21 @@ def _max_groups() -> int:
 def zoho_unblock_bounced_emails() -> None:
     # multiple_outputs=False: a dict return would be split into one XCom per key, and Airflow 3.0 refuses a None one
     @task(multiple_outputs=False)
-    def check_params(params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Every param checked, no network call: a bad value fails here, before any Zoho call."""
+    def check_params(
+        params: dict[str, Any] | None = None, dag: Any = None, dag_run: Any = None
+    ) -> dict[str, Any]:
+        """Every param checked, no network call: a bad value fails here, before any Zoho call. A conf key the
+        DAG does not declare (``dryrun`` for ``dry_run``) is refused, never ignored."""
         from airflow.providers.common.compat.sdk import AirflowFailException
 
         from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
+        from airflow_provider_zohocrm.zoho.params import refuse_unknown_keys
         from airflow_provider_zohocrm.zoho.sources import sources_from_params
 
         assert params is not None
         try:
+            conf = getattr(dag_run, "conf", None) or {}
+            refuse_unknown_keys({*params, *conf}, dag.params.keys(), "The run's conf")
             settings = sources_from_params(params, max_sources=_max_groups_hard_limit())
         except ZohoValidationError as exc:
             raise AirflowFailException(str(exc)) from None

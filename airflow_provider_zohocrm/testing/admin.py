@@ -81,6 +81,14 @@ def _delete_records(backend: EmulatorBackend, req: Request, fault: Fault) -> Non
         backend.delete_record(None, rid)
 
 
+@fault_effect("add_records")
+def _add_records(backend: EmulatorBackend, req: Request, fault: Fault) -> None:
+    """Someone creates records (``fault.ids`` in ``fault.module``, each with an Email) just before this
+    request: a scan in progress meets records that did not exist when it started."""
+    for rid in fault.ids:
+        backend.add_record(fault.module, rid, fields={"Email": f"new{rid}@example.com"})
+
+
 @fault_effect(UNKNOWN_CODE_FLAG)
 def _unknown_code(backend: EmulatorBackend, req: Request, fault: Fault) -> None:
     req.flags.add(UNKNOWN_CODE_FLAG)

@@ -153,6 +153,8 @@ class EmulatorBackend(
                 "in_flight": self._in_flight,
                 "token_issue_times": {rt: list(s.issue_times) for rt, s in self._refresh.items()},
                 "faults_pending": len(self._faults),
+                "credits_by_endpoint": dict(self._credits_by_endpoint),
+                "coql_max_reach": self._coql_max_reach,
             }
             snap.update(self._requests)
             return snap
@@ -164,6 +166,8 @@ class EmulatorBackend(
             self._requests = dict.fromkeys(names, 0)
             self._status_counts = {ep: {} for ep in names}
             self._counters = dict.fromkeys(_COUNTERS, 0)
+            self._credits_by_endpoint = {}
+            self._coql_max_reach = 0
             self._peak = 0
 
     # ------------------------------------------------------------------ request entry point
@@ -238,6 +242,7 @@ class EmulatorBackend(
             if self.config.latency > 0:
                 time.sleep(self.config.latency)
             with self._lock:
+                charged = self._counters["credits_used"]
                 try:
                     req.token = self.authenticate(req.headers)
                     if not rt.allows(req.method):
@@ -251,6 +256,9 @@ class EmulatorBackend(
                 except ZohoError as exc:
                     reply = exc.reply
                 used = self._counters["credits_used"]
+                if used > charged:
+                    ep = req.endpoint
+                    self._credits_by_endpoint[ep] = self._credits_by_endpoint.get(ep, 0) + used - charged
                 if used * 2 >= self.config.credits_per_day:
                     reply.headers["X-API-CREDITS-REMAINING"] = str(max(0, self.config.credits_per_day - used))
                 return reply

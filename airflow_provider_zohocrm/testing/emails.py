@@ -28,7 +28,19 @@ Email Status". ``EmailStore.order = "oldest_first"`` flips it, so clients can be
 A record that had no emails added explicitly gets a history derived from its block state (see
 :func:`derived_history`), so every seeded or hand-made record's Emails list agrees with what Unblock Email
 would answer. Unblocking does not add an email (Zoho sends nothing), so a bounce stays the latest email after
-an unblock."""
+an unblock.
+
+Per address: every email names its one recipient in ``to`` (``[{"email", "user_name"}]``, the OAS's
+``UserDetails``), and Zoho blocks an address, not a record. Each email field (Email, Secondary_Email) has a
+history of its own, derived from that field's own block state, and its own unblock events
+(:meth:`EmailsService.field_unblock_events`).
+
+Who sent a mail (the ``type`` filter): ``sent_from_crm`` is mail the CRM sent, the only mail whose bounces
+block an address. ``user_emails`` is mail synced from a user's own mailbox: received mail (``sent: false``,
+from the contact) and, with ``sent_by_user``, mail the user sent from that mailbox (``sent: true``, to the
+contact, a ``sent`` status but never a bounce the CRM saw). A client that ignores the difference takes a
+user's later mail as the address's latest status. ``drafts`` and ``scheduled_in_crm`` are not sent
+(``sent: false``). Without ``type`` the list holds the user's emails and the CRM's (Zoho's docs)."""
 
 from __future__ import annotations
 
@@ -139,11 +151,25 @@ class Email:
     #: contact: ``sent`` is false), ``scheduled_in_crm`` or ``drafts``.
     source: str = "sent_from_crm"
     extra: JSON = field(default_factory=dict)
+    #: For ``user_emails``: the user sent it from their own mailbox (``sent: true``, to the contact); the CRM
+    #: did not send it, so it neither bounces in the CRM nor says anything about the address's block.
+    sent_by_user: bool = False
 
     @property
     def outgoing(self) -> bool:
-        """Whether CRM sent it (only outgoing mail can bounce)."""
-        return self.source != "user_emails"
+        """Whether it goes from the org to the contact (everything but received mail)."""
+        return not (self.source == "user_emails" and not self.sent_by_user)
+
+    @property
+    def was_sent(self) -> bool:
+        """Whether it left a mailbox: sent by the CRM, or by a user from their own mailbox (not a draft or a
+        scheduled email)."""
+        return self.source == "sent_from_crm" or (self.source == "user_emails" and self.sent_by_user)
+
+    @property
+    def from_crm(self) -> bool:
+        """Whether the CRM sent it: the only mail whose bounces block the address."""
+        return self.source == "sent_from_crm"
 
     def latest_bounce(self) -> JSON | None:
         """The bounce entry of this email, if it bounced."""
@@ -167,13 +193,13 @@ class Email:
             "summary": None,
             "owner": dict(OWNER),
             "read": any(s.get("type") == "opened" for s in self.status) if out else True,
-            "sent": out,
+            "sent": self.was_sent,
             "subject": self.subject,
             "activity_info": None,
             "intent": None,
             "sentiment_info": None,
             "message_id": self.message_id,
-            "source": "crm_email" if out else "imap",
+            "source": "imap" if self.source == "user_emails" else "crm_email",
             "linked_record": {
                 "id": record_id,
                 "name": record_name,
@@ -209,6 +235,8 @@ class FieldState:
     address: str | None
     blocked: str | None
     unblock_count: int
+    #: Unblocks of this field done through the emulator's API (None: use the record-level count).
+    api_unblocks: int | None = None
 
 
 def derived_history(
@@ -220,7 +248,8 @@ def derived_history(
 ) -> list[Email]:
     """A plausible history that agrees with the block state, for records seeded without explicit emails.
 
-    Per field with an address: two delivered emails (30 and 20 days before ``anchor``), one older soft
+    Per field with an address (each field's mails go ``to`` its own address and follow its own state; a
+    field's ``api_unblocks``, when known, counts only that field's unblocks): two delivered emails (30 and 20 days before ``anchor``), one older soft
     bounce per unblock done before the emulator's API saw the record, then: blocked temporary → a soft bounce
     3 days before ``anchor`` as the latest email; permanent → a hard bounce 3 days before; not blocked but
     unblocked before (``unblock_count`` > API unblocks) → a delivered email after the bounce (the address
@@ -244,7 +273,8 @@ def derived_history(
         base = anchor - shift
         add(base - 30 * _DAY, to, [sent(), delivered(), opened(base - 30 * _DAY + _HOUR)], "Welcome")
         add(base - 20 * _DAY, to, [sent(), delivered()], "Product update")
-        seeded_unblocks = max(0, st.unblock_count - api_unblocks)
+        done_by_api = api_unblocks if st.api_unblocks is None else st.api_unblocks
+        seeded_unblocks = max(0, st.unblock_count - done_by_api)
         api_unblocked = st.unblock_count > seeded_unblocks
         for i in range(seeded_unblocks):
             at = base - (15 - i * 10 / seeded_unblocks) * _DAY  # between 15 and 5 days before
@@ -365,7 +395,7 @@ def field_states(fields: Mapping[str, Any], email: Mapping[str, Any]) -> list[Fi
             continue
         raw = fields.get(name)
         address = raw if isinstance(raw, str) and raw else None
-        out.append(FieldState(address, st.blocked, st.unblock_count))
+        out.append(FieldState(address, st.blocked, st.unblock_count, len(st.unblocked_at)))
     return out
 
 
@@ -390,20 +420,32 @@ class EmailsService(OrgState):
         subject: str = "Hello from CRM",
         to: str | None = None,
         source: str = "sent_from_crm",
+        sent_by_user: bool = False,
         **extra: Any,
     ) -> str:
         """Add an email to a record's Emails list (its history is explicit from then on); returns its id.
 
         ``status`` entries use epoch seconds for ``bounced_time``/``first_open``/``last_open`` (see
-        :func:`bounced`, :func:`opened`, :func:`delivered`, :func:`sent`).
+        :func:`bounced`, :func:`opened`, :func:`delivered`, :func:`sent`). ``to`` names the recipient (default:
+        the record's Email); ``source="user_emails", sent_by_user=True`` is mail a user sent from their own
+        mailbox (not from the CRM).
         """
+        if sent_by_user and source != "user_emails":
+            raise ValueError("sent_by_user describes user_emails (mail from a user's own mailbox)")
         with self._lock:
             rec = self._require_record(module, record_id)
             name = self._require_module(module).name
             address = to or _address(rec.fields) or f"record{record_id}@example.com"
             n = self.email_store.next_number(name, record_id)
             mail = Email(
-                message_id(name, record_id, n), sent_at, address, subject, list(status), source, extra
+                message_id(name, record_id, n),
+                sent_at,
+                address,
+                subject,
+                list(status),
+                source,
+                extra,
+                sent_by_user,
             )
             return self.email_store.add(name, record_id, mail).message_id
 
@@ -412,6 +454,13 @@ class EmailsService(OrgState):
         with self._lock:
             self._require_record(module, record_id)
             self.email_store.set_none(self._require_module(module).name, record_id)
+
+    def field_unblock_events(self, module: str, record_id: str) -> dict[str, list[float]]:
+        """Per email field, the times the API unblocked it (a field an unblock call did not reach, or did
+        not need, has none): shows which fields each call really unblocked."""
+        with self._lock:
+            rec = self._require_record(module, record_id)
+            return {name: list(st.unblocked_at) for name, st in rec.email.items()}
 
     def email_history(self, module: str, record_id: str) -> list[Email]:
         """Every email of a record, explicit or derived, ignoring retention (oldest first)."""

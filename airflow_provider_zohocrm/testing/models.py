@@ -29,6 +29,37 @@ PAGE_TOKEN_RECORD_LIMIT = 100_000
 COQL_MAX_LIMIT = 2000
 COQL_DEFAULT_LIMIT = 200
 COQL_MAX_REACH = 100_000
+
+# --------------------------------------------------------------------------------------------- API credits
+# What each call costs, the emulator's own reading of Zoho's published weights (it is the oracle a client's own
+# count is compared with, so it shares no code with ``zoho/credits.py``):
+# - COQL by LIMIT: 1 credit for 1-200, 2 for 201-1,000, 3 for 1,001-2,000 (Zoho's Query API overview, v4+ and
+#   the vertical-solutions COQL overview: "API Credits based on the value of LIMIT").
+# - Get Records with a custom view (``cvid``): 3 credits (secondary copies of Zoho's v8 API-limits weight
+#   table; /work/shared/zoho-crm-notes.md section 9). Assumed: a ``page_token`` page of a view listing costs
+#   the same as its first page, since the token continues the same cvid query.
+# - Add Tags to multiple records: 1 credit per 50 records, rounded up (secondary: Zoho's Vertical Solutions
+#   API-limits page, same platform).
+# - Everything else 1 ("Each API call made will result in a reduction of 1 credit", Zoho's API limits page).
+#   The Emails related list and Unblock Email have no line of their own in the table: 1 each is an assumption.
+COQL_CREDIT_STEPS = ((200, 1), (1000, 2), (2000, 3))
+VIEW_RECORDS_CREDITS = 3
+TAG_RECORDS_PER_CREDIT = 50
+
+
+def coql_credits(limit: int) -> int:
+    """Credits of one COQL call with this LIMIT."""
+    for upto, credits in COQL_CREDIT_STEPS:
+        if limit <= upto:
+            return credits
+    return COQL_CREDIT_STEPS[-1][1]
+
+
+def tag_credits(n_records: int) -> int:
+    """Credits of one Add Tags call over ``n_records`` records (at least 1)."""
+    return max(1, -(-n_records // TAG_RECORDS_PER_CREDIT))
+
+
 DEFAULT_SCOPES = (
     "ZohoCRM.modules.ALL",
     "ZohoCRM.send_mail.all.CREATE",
@@ -83,6 +114,12 @@ def required_list(payload: dict[str, Any], name: str) -> list[Any]:
 
 # --------------------------------------------------------------------------------------------- config, faults
 
+#: What a :class:`Fault` may name. ``routing`` fills both as each service registers its routes and fault actions;
+#: the package's ``__init__`` loads every service, so they are complete before any Fault can be made (kept here,
+#: not read from ``routing``, so that this module imports nothing of the package: no import circle).
+FAULT_ENDPOINTS: set[str] = {"any"}
+FAULT_ACTIONS: set[str] = set()
+
 
 @dataclass
 class EmulatorConfig:
@@ -125,7 +162,10 @@ class Fault:
     times: int = 1
     delay: float = 0.0
     #: For ``delete_records``: the records someone deletes just before this request (they become invalid ids).
+    #: For ``add_records``: the ids of records someone creates just before it (in ``module``, with an Email).
     ids: tuple[str, ...] = ()
+    #: For ``add_records``: the module the new records go to.
+    module: str = "Leads"
     #: For ``redirect_307``/``redirect_308``: the ``Location`` to send the client to.
     location: str = ""
     seen: int = field(default=0, init=False)
@@ -133,12 +173,10 @@ class Fault:
 
     def __post_init__(self) -> None:
         """Reject typos early: a silently ignored fault makes a test pass for the wrong reason."""
-        from . import backend as _every_service  # noqa: F401  (loads every route and fault action)
-        from .routing import FAULT_ACTIONS, fault_endpoints
-
-        endpoints = fault_endpoints()
-        if self.endpoint not in endpoints:
-            raise ValueError(f"unknown fault endpoint {self.endpoint!r}; expected one of {sorted(endpoints)}")
+        if self.endpoint not in FAULT_ENDPOINTS:
+            raise ValueError(
+                f"unknown fault endpoint {self.endpoint!r}; expected one of {sorted(FAULT_ENDPOINTS)}"
+            )
         if self.action not in FAULT_ACTIONS:
             raise ValueError(f"unknown fault action {self.action!r}; expected one of {sorted(FAULT_ACTIONS)}")
         if self.times < 1 or (self.on_call is not None and self.on_call < 1):
@@ -160,10 +198,14 @@ class Fault:
 
 @dataclass(slots=True)
 class EmailState:
-    """Bounce state of one email field: ``blocked`` is None, "temporary" or "permanent"."""
+    """Bounce state of one email field: ``blocked`` is None, "temporary" or "permanent".
+
+    ``unblocked_at`` holds the times the API unblocked this field (Zoho unblocks field by field), so tests can
+    show which fields an unblock call really reached."""
 
     blocked: str | None = None
     unblock_count: int = 0
+    unblocked_at: list[float] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -195,6 +237,8 @@ class Record:
             },
             "locked": self.locked,
             "unblock_events": list(self.unblock_events),
+            #: per email field, when the API unblocked it (which fields each call really reached)
+            "field_unblock_events": {k: list(v.unblocked_at) for k, v in self.email.items()},
         }
 
 
@@ -390,6 +434,9 @@ class OrgState:
         self._requests: dict[str, int] = {}
         self._status_counts: dict[str, dict[int, int]] = {}
         self._counters: dict[str, int] = {}
+        self._credits_by_endpoint: dict[str, int] = {}
+        #: The largest ``offset + limit`` a COQL call asked for since the stats were reset (0: none).
+        self._coql_max_reach = 0
         self.org_id = "60000000001"
         self.client_id = ""
         self.client_secret = ""
@@ -409,7 +456,8 @@ class OrgState:
     # -- accounting shared by every service
 
     def charge(self, credits: int = 1) -> None:
-        """Count API credits for the call being served (most Zoho calls cost 1)."""
+        """Count API credits for the call being served (most Zoho calls cost 1; see the weights above). The
+        dispatcher also books them per endpoint (``stats["credits_by_endpoint"]``)."""
         self._counters["credits_used"] += credits
 
     def count(self, counter: str, n: int = 1) -> None:

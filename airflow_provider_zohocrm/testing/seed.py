@@ -354,3 +354,450 @@ def seed_email_org(
             )
         result.ids[kind].append(rid)
     return result
+
+
+# -------------------------------------------------------------------------------------------- per-address cases
+#
+# Zoho blocks an address, not a record: each email field has its own history and its own block state. These
+# seeds give each field's address a history of its own and write down, by hand, what each field must end in
+# under ``verify="emails"`` with ``min_hours_since_bounce=ADDRESS_MIN_HOURS`` (the truth lives here, apart from
+# the client code in ``zoho/``).
+
+#: The ``min_hours_since_bounce`` the per-address expectations assume.
+ADDRESS_MIN_HOURS = 24.0
+_FIELDS = ("Email", "Secondary_Email")
+
+
+@dataclass(frozen=True)
+class FieldTruth:
+    """What one field of one seeded record must end in.
+
+    ``verdict``: what the latest mail the CRM sent to the field's current address says (``soft``, ``hard``,
+    ``none`` or ``deferred`` when the soft bounce is younger than :data:`ADDRESS_MIN_HOURS`). ``outcome``: the
+    field's outcome after a ``verify="emails"`` run (``unblocked``, ``deferred``, ``permanently_blocked``,
+    ``not_blocked``). ``blocked_after``: the field's block state after that run."""
+
+    verdict: str
+    outcome: str
+    blocked_after: str | None
+
+
+_SOFT_OLD = FieldTruth("soft", "unblocked", None)
+_SOFT_YOUNG = FieldTruth("deferred", "deferred", "temporary")
+_HARD = FieldTruth("hard", "permanently_blocked", "permanent")
+_CLEAN = FieldTruth("none", "not_blocked", None)
+
+
+@dataclass(frozen=True)
+class _Mail2:
+    """One seeded mail: to a field's address (or a literal address), ages in hours before now."""
+
+    to: str
+    sent_hours: float
+    kind: str  # "ok" | "soft" | "hard" | "user_sent" | "received"
+    bounce_hours: float | None = None  # default: a minute after sending
+    #: (sub_category, bounced_reason) of a soft bounce (default: Zoho's "Temporary Domain Failure")
+    sub: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class _FieldSpec:
+    address: str | None
+    blocked: str | None = None
+    unblock_count: int = 0
+
+
+@dataclass(frozen=True)
+class AddressCaseSpec:
+    """One hand-made case: both fields' addresses and states, the mails, the fields a run sends, the truth."""
+
+    name: str
+    about: str
+    unblock_fields: tuple[str, ...]
+    fields: dict[str, _FieldSpec]
+    mails: tuple[_Mail2, ...]
+    expected: dict[str, FieldTruth]
+    #: The truth with ``check_domain`` on (a local DNS server serving :data:`~.dns_server.SEED_ZONE`, where
+    #: ``*.nxdomain.example.net`` does not exist); None: the same as :attr:`expected`.
+    with_check_domain: dict[str, FieldTruth] | None = None
+
+    def expected_with_check_domain(self) -> dict[str, FieldTruth]:
+        """Per field, the truth when ``check_domain`` is on."""
+        return dict(self.expected if self.with_check_domain is None else self.with_check_domain)
+
+
+def _case(
+    name: str,
+    about: str,
+    unblock_fields: tuple[str, ...],
+    fields: dict[str, _FieldSpec],
+    mails: tuple[_Mail2, ...],
+    expected: dict[str, FieldTruth],
+    with_check_domain: dict[str, FieldTruth] | None = None,
+) -> AddressCaseSpec:
+    return AddressCaseSpec(name, about, unblock_fields, fields, mails, expected, with_check_domain)
+
+
+def _mirror(case: AddressCaseSpec) -> AddressCaseSpec:
+    """The same case with Email and Secondary_Email swapped."""
+    swap = {"Email": "Secondary_Email", "Secondary_Email": "Email"}
+    fields = {swap[f]: spec for f, spec in case.fields.items()}
+    mails = tuple(
+        _Mail2(swap.get(m.to, m.to), m.sent_hours, m.kind, m.bounce_hours, m.sub) for m in case.mails
+    )
+    domain = case.with_check_domain
+    return AddressCaseSpec(
+        f"{case.name}_mirror",
+        f"{case.about} (mirror: Email and Secondary_Email swapped)",
+        tuple(sorted((swap[f] for f in case.unblock_fields), key=_FIELDS.index)),
+        fields,
+        mails,
+        {swap[f]: t for f, t in case.expected.items()},
+        None if domain is None else {swap[f]: t for f, t in domain.items()},
+    )
+
+
+def _address_cases() -> list[AddressCaseSpec]:
+    both = ("Email", "Secondary_Email")
+    e, s = "Email", "Secondary_Email"
+    base = [
+        _case(
+            "A",
+            "Email soft-bounced 3 days ago; a mail to Secondary_Email was delivered yesterday",
+            both,
+            {e: _FieldSpec("a.primary@example.com", "temporary"), s: _FieldSpec("a.second@example.org")},
+            (_Mail2(e, 20 * 24, "ok"), _Mail2(e, 72, "soft"), _Mail2(s, 24, "ok")),
+            {e: _SOFT_OLD, s: _CLEAN},
+        ),
+        _case(
+            "B",
+            "Email soft-bounced 3 days ago; Secondary_Email hard-bounced yesterday; only Email is sent",
+            (e,),
+            {
+                e: _FieldSpec("b.primary@example.com", "temporary"),
+                s: _FieldSpec("b.second@example.org", "permanent"),
+            },
+            (_Mail2(e, 72, "soft"), _Mail2(s, 24, "hard")),
+            {e: _SOFT_OLD},
+        ),
+        _case(
+            "B_both",
+            "Email soft-bounced 3 days ago; Secondary_Email hard-bounced yesterday; both fields sent",
+            both,
+            {
+                e: _FieldSpec("bb.primary@example.com", "temporary"),
+                s: _FieldSpec("bb.second@example.org", "permanent"),
+            },
+            (_Mail2(e, 72, "soft"), _Mail2(s, 24, "hard")),
+            {e: _SOFT_OLD, s: _HARD},
+        ),
+        _case(
+            "C",
+            "Email bounced 2 days ago (the latest mail); Secondary_Email's mail of 3 days ago bounced only 2 h"
+            " ago (retries exhausted): younger than the policy",
+            both,
+            {
+                e: _FieldSpec("c.primary@example.com", "temporary"),
+                s: _FieldSpec("c.second@example.org", "temporary"),
+            },
+            (_Mail2(s, 72, "soft", bounce_hours=2), _Mail2(e, 48, "soft")),
+            {e: _SOFT_OLD, s: _SOFT_YOUNG},
+        ),
+        _case(
+            "ages",
+            "both fields soft-bounced: Email 30 h ago, Secondary_Email 20 h ago",
+            both,
+            {
+                e: _FieldSpec("ages.primary@example.com", "temporary"),
+                s: _FieldSpec("ages.second@example.org", "temporary", 1),
+            },
+            (_Mail2(e, 30, "soft"), _Mail2(s, 20, "soft")),
+            {e: _SOFT_OLD, s: _SOFT_YOUNG},
+        ),
+        _case(
+            "ages_both_old",
+            "both fields soft-bounced long enough ago: Email 2 days, Secondary_Email 10 days",
+            both,
+            {
+                e: _FieldSpec("old.primary@example.com", "temporary", 2),
+                s: _FieldSpec("old.second@example.org", "temporary"),
+            },
+            (_Mail2(s, 240, "soft"), _Mail2(e, 48, "soft")),
+            {e: _SOFT_OLD, s: _SOFT_OLD},
+        ),
+        _case(
+            "no_address",
+            "Email soft-bounced 3 days ago; Secondary_Email is empty (nothing to block)",
+            both,
+            {e: _FieldSpec("none.primary@example.com", "temporary"), s: _FieldSpec(None)},
+            (_Mail2(e, 72, "soft"),),
+            {e: _SOFT_OLD, s: _CLEAN},
+        ),
+        _case(
+            "changed_address",
+            "Email's old address soft-bounced 3 days ago; the record's Email changed since and the new address"
+            " never bounced: the address now on the record decides",
+            both,
+            {
+                e: _FieldSpec("changed.new@example.com"),
+                s: _FieldSpec("changed.second@example.org", "temporary"),
+            },
+            (
+                _Mail2("changed.old@example.net", 72, "soft"),
+                _Mail2(s, 96, "soft"),
+                _Mail2(e, 12, "ok"),
+            ),
+            {e: _CLEAN, s: _SOFT_OLD},
+        ),
+        _case(
+            "changed_address_silent",
+            "Email changed after its old address soft-bounced, and no mail went to the new address yet",
+            (e,),
+            {e: _FieldSpec("silent.new@example.com")},
+            (_Mail2("silent.old@example.net", 72, "soft"),),
+            {e: _CLEAN},
+        ),
+        _case(
+            "user_mailbox",
+            "Email soft-bounced 3 days ago (CRM); the user wrote to it from their own mailbox yesterday and the"
+            " contact replied: neither is mail the CRM sent",
+            (e,),
+            {e: _FieldSpec("mailbox.primary@example.com", "temporary")},
+            (_Mail2(e, 72, "soft"), _Mail2(e, 24, "user_sent"), _Mail2(e, 20, "received")),
+            {e: _SOFT_OLD},
+        ),
+        _case(
+            "case_insensitive",
+            "the record's Email is written with capitals; Zoho's mail names it in lower case",
+            (e,),
+            {e: _FieldSpec("Grace.Hopper@Example.ORG", "temporary")},
+            (_Mail2("grace.hopper@example.org", 72, "soft"),),
+            {e: _SOFT_OLD},
+        ),
+    ]
+    base += [
+        _case(
+            "dead_domain",
+            "both fields soft-bounced 3 days ago with 'Temporary Domain Failure'; Email's domain does not exist"
+            " (NXDOMAIN on the test's DNS server), Secondary_Email's has a mail host",
+            both,
+            {
+                e: _FieldSpec("gone@nxdomain.example.net", "temporary"),
+                s: _FieldSpec("dd.second@example.org", "temporary"),
+            },
+            (_Mail2(e, 72, "soft"), _Mail2(s, 70, "soft")),
+            {e: _SOFT_OLD, s: _SOFT_OLD},
+            with_check_domain={e: FieldTruth("deferred", "deferred", "temporary"), s: _SOFT_OLD},
+        ),
+        _case(
+            "dead_domain_mailbox_full",
+            "Email soft-bounced 3 days ago with 'Mailbox full' at a domain that does not exist: not a domain"
+            " failure, so check_domain does not look it up",
+            (e,),
+            {e: _FieldSpec("full@nxdomain.example.net", "temporary")},
+            (_Mail2(e, 72, "soft", sub=("Mailbox full", "552 5.2.2 Mailbox full")),),
+            {e: _SOFT_OLD},
+        ),
+    ]
+    mirrored = [
+        _mirror(c) for c in base if c.name in ("A", "B", "B_both", "C", "ages", "no_address", "dead_domain")
+    ]
+    return base + mirrored
+
+
+#: Every per-address case by name (see each case's ``about``).
+ADDRESS_CASES: dict[str, AddressCaseSpec] = {c.name: c for c in _address_cases()}
+
+
+@dataclass
+class AddressSeeded:
+    """Ids created by :func:`seed_address_cases` with each field's expected verdict and outcome."""
+
+    module: str
+    ids: dict[str, str] = field(default_factory=dict)  # case name -> record id
+
+    def case(self, record_id: str) -> AddressCaseSpec:
+        """The case a record was seeded as."""
+        name = next(n for n, rid in self.ids.items() if rid == record_id)
+        return ADDRESS_CASES[name]
+
+    def expected(self, record_id: str) -> dict[str, FieldTruth]:
+        """Per field the case sends, what it must end in."""
+        return dict(self.case(record_id).expected)
+
+    def by_fields(self) -> dict[tuple[str, ...], list[str]]:
+        """Record ids grouped by the ``unblock_fields`` their case runs with."""
+        out: dict[tuple[str, ...], list[str]] = {}
+        for name, rid in self.ids.items():
+            out.setdefault(ADDRESS_CASES[name].unblock_fields, []).append(rid)
+        return out
+
+    def expected_outcomes(self) -> dict[tuple[str, str], str]:
+        """``{(record id, field): outcome}`` for every field every case sends."""
+        return {
+            (rid, f): truth.outcome
+            for name, rid in self.ids.items()
+            for f, truth in ADDRESS_CASES[name].expected.items()
+        }
+
+
+def _add_mail(backend: EmulatorBackend, module: str, rid: str, to: str, mail: _Mail2, now: float) -> None:
+    at = now - mail.sent_hours * _HOUR
+    bounce_at = now - mail.bounce_hours * _HOUR if mail.bounce_hours is not None else at + 60
+    subject = f"Mail of {mail.sent_hours:g} h ago"
+    if mail.kind == "ok":
+        backend.add_email(module, rid, sent_at=at, status=[sent(), delivered()], subject=subject, to=to)
+    elif mail.kind in ("soft", "hard"):
+        reason = None if mail.bounce_hours is None else "Retries Exhausted. Host not reachable."
+        sub = None
+        if mail.sub is not None:
+            sub, reason = mail.sub
+        status = [
+            sent(),
+            bounced(bounce_at, permanent=mail.kind == "hard", sub_category=sub, reason=reason),
+        ]
+        backend.add_email(module, rid, sent_at=at, status=status, subject=subject, to=to)
+    elif mail.kind == "user_sent":
+        backend.add_email(
+            module,
+            rid,
+            sent_at=at,
+            status=[sent()],
+            subject=subject,
+            to=to,
+            source="user_emails",
+            sent_by_user=True,
+        )
+    elif mail.kind == "received":
+        backend.add_email(
+            module, rid, sent_at=at, status=[], subject=f"Re: {subject}", to=to, source="user_emails"
+        )
+    else:
+        raise ValueError(f"unknown mail kind {mail.kind!r}")
+
+
+def seed_address_cases(
+    backend: EmulatorBackend, module: str = "Leads", names: Iterable[str] | None = None
+) -> AddressSeeded:
+    """One record per case of :data:`ADDRESS_CASES` (default: all) with both fields' states and explicit
+    Emails lists (each mail ``to`` its field's address), times relative to the emulator's clock now."""
+    mod = backend.module(module)
+    if mod is None or not (mod.has_email and mod.has_secondary_email):
+        raise KeyError(f"{module!r} is not a module with Email and Secondary_Email")
+    now = backend.now()
+    result = AddressSeeded(mod.name)
+    for name in ADDRESS_CASES if names is None else names:
+        case = ADDRESS_CASES[name]
+        e = case.fields.get("Email", _FieldSpec(None))
+        s = case.fields.get("Secondary_Email", _FieldSpec(None))
+        rid = backend.add_record(
+            mod.name,
+            fields={
+                "Last_Name": f"Case {name}",
+                "Full_Name": f"Case {name}",
+                "Email": e.address,
+                "Secondary_Email": s.address,
+            },
+            email_blocked=e.blocked,
+            email_unblock_count=e.unblock_count,
+            secondary_blocked=s.blocked,
+            secondary_unblock_count=s.unblock_count,
+        )
+        if not case.mails:
+            backend.set_no_emails(mod.name, rid)
+        for mail in sorted(case.mails, key=lambda m: -m.sent_hours):
+            to = case.fields[mail.to].address if mail.to in _FIELDS else mail.to
+            if to is None:
+                raise ValueError(f"case {name}: a mail to {mail.to}, which has no address")
+            _add_mail(backend, mod.name, rid, to, mail, now)
+        result.ids[name] = rid
+    return result
+
+
+# -------------------------------------------------------------------------------------------- many addresses
+
+#: Kinds of one field's history in :func:`seed_address_org`, each with its truth (``min_hours`` = 24).
+FIELD_KINDS: dict[str, FieldTruth] = {
+    "clean": _CLEAN,  # delivered mail only
+    "soft_old": _SOFT_OLD,  # latest CRM mail soft-bounced 2-20 days ago
+    "soft_young": _SOFT_YOUNG,  # latest CRM mail soft-bounced 1-20 h ago
+    "late_bounce": _SOFT_YOUNG,  # latest CRM mail sent 3 days ago, its bounce came 2-20 h ago
+    "hard": _HARD,  # latest CRM mail hard-bounced
+    "recovered": _CLEAN,  # bounced, unblocked by hand, delivered since
+    "limit": FieldTruth("soft", "limit_reached", "temporary"),  # soft-bounced after 5 unblocks
+    "empty": _CLEAN,  # no address
+}
+
+
+def _field_history(kind: str, rng: random.Random) -> tuple[str | None, int, list[_Mail2]]:
+    """(blocked, unblock_count, mails to "self") of one field's kind; ages in hours."""
+    d = 24.0
+    if kind == "empty":
+        return None, 0, []
+    older = [_Mail2("self", rng.uniform(25, 60) * d, "ok")]
+    if kind == "clean":
+        return None, 0, [*older, _Mail2("self", rng.uniform(0.5, 20) * d, "ok")]
+    if kind == "soft_old":
+        return "temporary", 0, [*older, _Mail2("self", rng.uniform(2, 20) * d, "soft")]
+    if kind == "soft_young":
+        return "temporary", 0, [*older, _Mail2("self", rng.uniform(1, 20), "soft")]
+    if kind == "late_bounce":
+        return "temporary", 0, [*older, _Mail2("self", 3 * d, "soft", bounce_hours=rng.uniform(2, 20))]
+    if kind == "hard":
+        return "permanent", 0, [*older, _Mail2("self", rng.uniform(0.5, 20) * d, "hard")]
+    if kind == "recovered":
+        bounce = rng.uniform(10, 20) * d
+        return None, 1, [*older, _Mail2("self", bounce, "soft"), _Mail2("self", bounce - 5 * d, "ok")]
+    if kind == "limit":
+        return "temporary", 5, [*older, _Mail2("self", rng.uniform(2, 20) * d, "soft")]
+    raise KeyError(kind)
+
+
+def seed_address_org(
+    backend: EmulatorBackend, n: int = 800, module: str = "Leads", seed: int = 19
+) -> tuple[dict[str, dict[str, FieldTruth]], dict[str, tuple[str, str]]]:
+    """``n`` records whose two addresses each have a history of their own (a random kind of
+    :data:`FIELD_KINDS` each, interleaved in time), plus noise that must not change any verdict: a user's own
+    mail to an address after its latest CRM mail, the contact's replies, and now and then a bounce to an
+    address the record held before. Returns ``({id: {field: truth}}, {id: (Email kind, Secondary kind)})``."""
+    mod = backend.module(module)
+    if mod is None or not (mod.has_email and mod.has_secondary_email):
+        raise KeyError(f"{module!r} is not a module with Email and Secondary_Email")
+    rng = random.Random(f"{seed}:{module}:addresses")
+    now = backend.now()
+    kinds = list(FIELD_KINDS)
+    truth: dict[str, dict[str, FieldTruth]] = {}
+    chosen: dict[str, tuple[str, str]] = {}
+    for i in range(n):
+        pair = (rng.choice(kinds), rng.choice(kinds))
+        specs = [_field_history(k, rng) for k in pair]
+        addresses = [
+            None if pair[0] == "empty" else f"p{i}@{_DOMAINS[i % 3]}",
+            None if pair[1] == "empty" else f"s{i}@alt.example.com",
+        ]
+        rid = backend.add_record(
+            mod.name,
+            fields={"Last_Name": f"Many {i}", "Email": addresses[0], "Secondary_Email": addresses[1]},
+            email_blocked=specs[0][0],
+            email_unblock_count=specs[0][1],
+            secondary_blocked=specs[1][0],
+            secondary_unblock_count=specs[1][1],
+        )
+        mails: list[tuple[str, _Mail2]] = []
+        for address, (_blocked, _count, own) in zip(addresses, specs, strict=True):
+            if address is None:
+                continue
+            mails += [(address, m) for m in own]
+            if rng.random() < 0.3:  # the user wrote from their own mailbox after the CRM's latest mail
+                mails.append((address, _Mail2("self", rng.uniform(0.1, 0.9), "user_sent")))
+            if rng.random() < 0.3:
+                mails.append((address, _Mail2("self", rng.uniform(0.1, 0.9), "received")))
+        if rng.random() < 0.15:  # a bounce to an address this record no longer holds
+            mails.append((f"old{i}@gone.example.net", _Mail2("old", rng.uniform(0.2, 5), "hard")))
+        if not mails:
+            backend.set_no_emails(mod.name, rid)
+        for address, mail in sorted(mails, key=lambda am: -am[1].sent_hours):
+            _add_mail(backend, mod.name, rid, address, mail, now)
+        truth[rid] = {f: FIELD_KINDS[k] for f, k in zip(_FIELDS, pair, strict=True)}
+        chosen[rid] = pair
+    return truth, chosen

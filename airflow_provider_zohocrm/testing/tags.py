@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .models import JSON, EmulatorConfig, OrgState, Reply, Request, ZohoError, error
+from .models import JSON, EmulatorConfig, OrgState, Reply, Request, ZohoError, error, tag_credits
 from .routing import route
 
 if TYPE_CHECKING:
@@ -331,15 +331,16 @@ class TagsService(OrgState):
             return {rid: tags for rid in mod.records if (tags := self.tag_store.record_tags(mod.name, rid))}
 
     def add_tags_request(self, req: Request, record_id: str | None) -> Reply:
-        """Either add_tags form: module, scope, 1 credit (assumed), then :meth:`TagStore.add_tags_call`."""
+        """Either add_tags form: module, scope, 1 credit per 50 records (``models.tag_credits``), then
+        :meth:`TagStore.add_tags_call`."""
         mod = self.module(req.params["module"])
         if mod is None:
             raise ZohoError(400, error("INVALID_MODULE", "the module name given seems to be invalid", {}))
         self.check_scope(req.access_token, *accepted_scopes(mod.name))
-        self.charge()
         body = req.body
         if not body.strip() and req.query.get("tag_names"):
             body = _legacy_body(req.query, record_id)  # v2 / v2.1: ids and tag_names as query parameters
+        self.charge(tag_credits(_id_count(body, record_id)))
         try:
             status, payload = self.tag_store.add_tags_call(
                 mod.name, record_id, body, req.query, mod.records.get
@@ -347,6 +348,19 @@ class TagsService(OrgState):
         except TagCallError as exc:
             raise ZohoError(exc.status, exc.payload) from exc
         return Reply.json(status, payload)
+
+
+def _id_count(body: bytes, record_id: str | None) -> int:
+    """How many records an Add Tags call names (what its credits are counted by); 1 for the single form."""
+    if record_id is not None:
+        return 1
+    try:
+        ids = json.loads(body).get("ids")
+    except (ValueError, AttributeError):
+        return 1
+    if isinstance(ids, str):
+        return len([i for i in ids.split(",") if i.strip()])
+    return len(ids) if isinstance(ids, list) else 1
 
 
 def _legacy_body(query: Mapping[str, str], record_id: str | None) -> bytes:

@@ -112,6 +112,7 @@ class UnblockService(OrgState):
                 st = rec.email[f]
                 st.blocked = None
                 st.unblock_count += 1
+                st.unblocked_at.append(self.now())
             rec.unblock_events.append(self.now())
             self._counters["records_unblocked"] += 1
         code, message = ITEM_TEXT[outcome]

@@ -14,6 +14,8 @@ import requests
 import tenacity
 
 from airflow_provider_zohocrm.zoho.auth import TokenManager, ZohoTokenAuth, token_from_request
+from airflow_provider_zohocrm.zoho.coql_paging import keyset_query
+from airflow_provider_zohocrm.zoho.credits import CreditCounter, call_credits
 from airflow_provider_zohocrm.zoho.datacenters import DEFAULT_API_VERSION
 from airflow_provider_zohocrm.zoho.errors import (
     ZohoAuthError,
@@ -44,8 +46,11 @@ MAX_PER_PAGE = 200
 MAX_COQL_LIMIT = 2000
 #: Records reachable with ``page`` alone; beyond, Zoho wants ``page_token``.
 DISCRETE_PAGING_LIMIT = 2000
-#: COQL offset + limit cap (v7+).
+#: COQL offset + limit cap (v7+). Not a cap on what ``iter_coql`` reads: it pages by record id, never by offset.
 COQL_MAX_ROWS = 100_000
+#: Records Get Records reaches with ``page_token`` in one listing (Zoho's Get Records docs and the Kaizen #60
+#: post: "For more than 2000 and up to a maximum of 100,000 records, use the page_token parameter").
+PAGE_TOKEN_RECORD_CAP = 100_000
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,19 @@ class ZohoResponse:
     status: int
     body: Any
     headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: its rows, and whether Zoho says more follow."""
+
+    rows: list[dict[str, Any]]
+    more: bool
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the rows that have one, in order."""
+        return [str(row["id"]) for row in self.rows if "id" in row]
 
 
 class _Retryable(Exception):
@@ -118,6 +136,13 @@ class ZohoCRMClient:
         #: Zoho's ``X-API-CREDITS-REMAINING`` from the latest answer that had it (``None`` until half the org's
         #: daily credits are used).
         self.last_credits_remaining: int | None = None
+        self._credits = CreditCounter()
+
+    @property
+    def credits_spent(self) -> int:
+        """API credits this client's calls cost so far, by the weights in :mod:`.credits` (an estimate of what
+        Zoho books: see there). Thread-safe."""
+        return self._credits.spent
 
     def __repr__(self) -> str:
         return f"ZohoCRMClient(api_version={self.api_version!r}, tokens={self.tokens!r})"
@@ -201,6 +226,8 @@ class ZohoCRMClient:
             body, parse_error = _parse_body(response)
             code, message, details = _error_fields(body)
             status = response.status_code
+            if status < 300 or (400 <= status < 500 and status not in (401, 429)):
+                self._credits.add(call_credits(method, path, params=params, json=json))  # Zoho processed it
             if status == 401 and code in ("INVALID_TOKEN", "AUTHENTICATION_FAILURE") and auth_try == 0:
                 used = token_from_request(response.request)
                 if used:
@@ -371,6 +398,7 @@ class ZohoCRMClient:
             params["cvid"] = cvid
         page = 1
         page_token: str | None = None
+        served = 0
         while True:
             call = dict(params)
             if page_token:
@@ -382,55 +410,103 @@ class ZohoCRMClient:
                 return
             data, info = _data_and_info(response, f"GET {module}")
             yield from data
+            served += len(data)
             if not info.get("more_records"):
                 return
             page_token = info.get("next_page_token") or None
             page += 1
-            if not page_token and page * per_page > DISCRETE_PAGING_LIMIT:
+            if page_token:
+                continue
+            what = f"custom view {cvid} of {module}" if cvid else f"the {module} module"
+            if served >= PAGE_TOKEN_RECORD_CAP:
+                raise ZohoRequestError(
+                    f"Zoho's Get Records API reads at most {PAGE_TOKEN_RECORD_CAP:,} records of one listing"
+                    f" (its documented page_token cap), and {what} holds more: {served:,} were read. Read it"
+                    " with a COQL source instead ('coql_query' with the view's criteria, or 'all': true for every"
+                    " record with an email), which pages by record id with no cap.",
+                    status=response.status,
+                    code="LIMIT_REACHED",
+                )
+            if page * per_page > DISCRETE_PAGING_LIMIT:
                 raise ZohoResponseError(
-                    f"Zoho says more {module} records follow but gave no next_page_token past"
-                    f" {DISCRETE_PAGING_LIMIT} records; use API version v7 or later.",
+                    f"Zoho says more records of {what} follow after {served:,} but gave no next_page_token,"
+                    f" and 'page' alone reaches only {DISCRETE_PAGING_LIMIT:,} records. Use a COQL source"
+                    " ('coql_query', or 'all': true), which pages by record id.",
                     status=response.status,
                 )
 
     def iter_coql(self, query: str, *, page_size: int = MAX_COQL_LIMIT) -> Iterator[dict[str, Any]]:
-        """Yield every row of a COQL ``select`` (without ``limit``/``offset``: paging is added here), each
-        record once.
+        """Yield every row of a COQL ``select`` (without ``limit``/``offset``), each record once, however many.
 
-        Raises rather than stop short when more rows exist than COQL's offset cap lets one query reach.
+        Pages by record id (``… and id > last order by id limit 2000``, see :mod:`.coql_paging`), never by
+        offset: ⌈N/page_size⌉ calls, no 100,000-row cap, and records added or deleted during the scan neither
+        shift nor repeat a row. A query that cannot be read in id order is refused before any call.
         """
-        query = validate_coql(query)
+        plan = keyset_query(query)
         if not 1 <= page_size <= MAX_COQL_LIMIT:
             raise ZohoValidationError(
                 f"COQL page_size must be between 1 and {MAX_COQL_LIMIT}, not {page_size}"
             )
         module = coql_module(query)
-        offset = 0
-        seen: set[str] = set()  # offset paging over data that changes can repeat a row: yield each id once
+        last: int | None = None
         while True:
-            limit = min(page_size, COQL_MAX_ROWS - offset)
-            body = {"select_query": f"{query} limit {limit} offset {offset}"}
+            body = {"select_query": plan.page(last, page_size)}
             response = self.request("POST", "coql", json=body, purpose="coql", module=module)
             if response.status == 204 or response.body is None:
                 return
             data, info = _data_and_info(response, "POST coql")
             for row in data:
-                row_id = str(row.get("id"))
-                if "id" in row and row_id in seen:
-                    continue
-                seen.add(row_id)
+                row_id = _row_id(row)
+                if last is not None and (row_id <= last if not plan.descending else row_id >= last):
+                    # never loop or repeat: Zoho must answer past the cursor, in id order
+                    raise ZohoResponseError(
+                        f"Zoho's COQL answer is not in record-id order after id {last} (got {row_id}):"
+                        " cannot page it by id."
+                    )
+                last = row_id
                 yield row
             if not info.get("more_records"):
                 return
-            offset += len(data)
             if not data:
                 raise ZohoResponseError("Zoho's COQL answer says more_records but has no rows")
-            if offset >= COQL_MAX_ROWS:
-                raise ZohoRequestError(
-                    f"The COQL query matches more than {COQL_MAX_ROWS:,} rows, COQL's paging cap: narrow the"
-                    " where clause, or read a custom view instead.",
-                    code="LIMIT_REACHED",
-                )
+
+    def records_page(
+        self,
+        module: str,
+        *,
+        fields: Sequence[str] = ("id",),
+        cvid: str | None = None,
+        per_page: int = MAX_PER_PAGE,
+    ) -> Page:
+        """The first page of ``module``'s records (of custom view ``cvid``): one call, for a sample or a count
+        that needs no more (:meth:`iter_records` reads them all)."""
+        validate_module(module)
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            raise ZohoValidationError(f"per_page must be between 1 and {MAX_PER_PAGE}, not {per_page}")
+        if cvid is not None and not str(cvid).isdigit():
+            raise ZohoValidationError(f"cvid must be the numeric id of a custom view, not {cvid!r}")
+        params: dict[str, Any] = {"fields": ",".join(dict.fromkeys(["id", *fields])), "per_page": per_page}
+        if cvid:
+            params["cvid"] = cvid
+        params["page"] = 1
+        response = self.request("GET", module, params=params, purpose="records", module=module)
+        if response.status == 204 or response.body is None:
+            return Page([], False)
+        data, info = _data_and_info(response, f"GET {module}")
+        return Page(data, bool(info.get("more_records")))
+
+    def coql_page(self, query: str, *, limit: int = MAX_COQL_LIMIT) -> Page:
+        """The first ``limit`` rows of a COQL ``select`` (without ``limit``/``offset``): one call
+        (:meth:`iter_coql` reads them all)."""
+        query = validate_coql(query)
+        if not 1 <= limit <= MAX_COQL_LIMIT:
+            raise ZohoValidationError(f"COQL limit must be between 1 and {MAX_COQL_LIMIT}, not {limit}")
+        body = {"select_query": f"{query} limit {limit} offset 0"}
+        response = self.request("POST", "coql", json=body, purpose="coql", module=coql_module(query))
+        if response.status == 204 or response.body is None:
+            return Page([], False)
+        data, info = _data_and_info(response, "POST coql")
+        return Page(data, bool(info.get("more_records")))
 
     # -- unblock email ----------------------------------------------------------------------------------------
 
@@ -514,6 +590,15 @@ def _data_and_info(response: ZohoResponse, where: str) -> tuple[list[dict[str, A
         raise ZohoResponseError(f"Zoho's answer to {where} has no 'data' list", status=response.status)
     info = body.get("info")
     return body["data"], info if isinstance(info, dict) else {}
+
+
+def _row_id(row: Any) -> int:
+    """A COQL row's record id as an integer (Zoho sends it as a string of up to 19 digits)."""
+    value = row.get("id") if isinstance(row, dict) else None
+    text = str(value) if value is not None else ""
+    if not text.isdigit():
+        raise ZohoResponseError(f"A COQL row has no record id to page by: {value!r}")
+    return int(text)
 
 
 def _is_record_answer(body: Any, record_id: bool | str) -> bool:

@@ -316,3 +316,216 @@ def check_bounce(
             check.note,
         )
     return check
+
+
+# -- per address (issue 19) ---------------------------------------------------------------------------------
+#
+# Zoho blocks an address, not a record: Email and Secondary_Email are blocked, and unblocked, one by one. So each
+# field is judged by the latest mail the CRM sent to *its* address (the ``to`` of each email, compared without
+# case). Decisions, each tested:
+# - A field with no address (empty or missing) is ``none``: nothing to block, nothing to spend.
+# - The address now on the record decides. Mail to an address the record no longer holds (it changed) says
+#   nothing about the new one; the new address with no mail of its own is ``none`` (it never bounced).
+# - Only mail the CRM sent counts: :func:`check_addresses` asks Zoho for ``type=sent_from_crm``, so mail a
+#   user sent from their own mailbox, replies, drafts and scheduled mail never hide a bounce. The pure
+#   :func:`classify_addresses` judges whatever list it is given (drafts and unsent mail are skipped as today).
+# - A mail whose ``to`` names several of the record's addresses counts for each of them; when such a mail
+#   bounced and is a field's latest, the bounce cannot be pinned on one address: ``unknown`` (Zoho's answer
+#   decides).
+# - Mails with no readable ``to`` belong to no address; a field with no mail of its own while such mails exist
+#   is ``unknown`` (the list's shape is not what Zoho documents: let the unblock call decide, as today).
+
+#: The email fields Zoho's Unblock Email can unblock, in the order calls name them.
+ADDRESS_FIELDS = ("Email", "Secondary_Email")
+#: The Emails list ``type`` that holds only mail the CRM sent (Zoho's docs, v5-v8).
+CRM_SENT_TYPE = "sent_from_crm"
+
+
+def normalise_address(value: Any) -> str | None:
+    """An address as compared here: trimmed, lower case; None when empty or not a string."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    return text or None
+
+
+def recipients(email: Mapping[str, Any]) -> frozenset[str]:
+    """The normalised addresses an email's ``to`` names (Zoho: ``[{"email": …, "user_name": …}]``; a bare
+    string or a list of strings is accepted too)."""
+    raw = email.get("to") if isinstance(email, Mapping) else None
+    items = raw if isinstance(raw, list) else [raw]
+    found = set()
+    for item in items:
+        value = item.get("email") if isinstance(item, Mapping) else item
+        address = normalise_address(value)
+        if address is not None:
+            found.add(address)
+    return frozenset(found)
+
+
+def classify_addresses(
+    emails: Sequence[Mapping[str, Any]],
+    addresses: Mapping[str, str | None],
+    *,
+    now: datetime,
+    min_hours_since_bounce: float = 0,
+    calls: int = 0,
+) -> dict[str, BounceCheck]:
+    """Per field (the keys of ``addresses``, e.g. ``{"Email": "a@x.com", "Secondary_Email": None}``), the
+    verdict of the latest sent mail to that field's address, as :func:`classify_emails` judges it.
+
+    Pure. ``calls`` is the record's call count, repeated in each field's check (a record's Emails list is read
+    once for all its fields). See the decisions above this function.
+    """
+    own = {f: normalise_address(a) for f, a in addresses.items()}
+    record_addresses = {a for a in own.values() if a is not None}
+    unattributed = any(carries_status(e) and not recipients(e) for e in emails)
+    out: dict[str, BounceCheck] = {}
+    for field_name, address in own.items():
+        if address is None:
+            out[field_name] = BounceCheck(
+                Verdict.NONE, calls=calls, note=f"{field_name} is empty: no address to unblock"
+            )
+            continue
+        mine = [e for e in emails if address in recipients(e)]
+        if not any(carries_status(e) for e in mine):
+            if unattributed:
+                out[field_name] = BounceCheck(
+                    Verdict.UNKNOWN,
+                    calls=calls,
+                    note="the record's emails do not name their recipients ('to'): the unblock call decides",
+                )
+            else:
+                out[field_name] = BounceCheck(
+                    Verdict.NONE,
+                    calls=calls,
+                    note=f"no mail sent to {field_name}'s address within Zoho's retention",
+                )
+            continue
+        check = classify_emails(mine, now=now, min_hours_since_bounce=min_hours_since_bounce, calls=calls)
+        latest = latest_email(mine)
+        shared = latest is not None and len(recipients(latest) & record_addresses) > 1
+        if shared and check.verdict in (Verdict.SOFT, Verdict.HARD, Verdict.DEFERRED):
+            check = replace(
+                check,
+                verdict=Verdict.UNKNOWN,
+                note="the latest bounce went to several of the record's addresses: the unblock call decides",
+            )
+        out[field_name] = check
+    return out
+
+
+def check_addresses(
+    client: ZohoCRMClient,
+    module: str,
+    record_id: str,
+    addresses: Mapping[str, str | None],
+    *,
+    now: datetime | None = None,
+    min_hours_since_bounce: float = 0,
+    budget: CallBudget | None = None,
+    email_type: str | None = CRM_SENT_TYPE,
+) -> dict[str, BounceCheck]:
+    """Read a record's Emails list once for all its fields, only as deep as needed, and judge each field.
+
+    ``email_type`` (default ``sent_from_crm``) is Zoho's ``type`` filter: only mail the CRM sent. Newest-first
+    pages stop once every field with an address found its latest mail; oldest-first pages are read to the end.
+    A field with no address costs nothing; a record whose fields are all empty is not read at all. A spent
+    ``budget`` makes every field not yet judged ``deferred`` with :data:`BUDGET_REASON`. A record Zoho calls
+    invalid (or whose emails this user may not see) is ``unknown`` in every field. Other errors propagate.
+    """
+    now = now or datetime.now(UTC)
+    own = {f: normalise_address(a) for f, a in addresses.items()}
+    wanted = {a for a in own.values() if a is not None}
+    if not wanted:
+        return classify_addresses([], addresses, now=now, min_hours_since_bounce=min_hours_since_bounce)
+    collected: list[dict[str, Any]] = []
+    calls = 0
+    settled: set[str] = set()  # addresses whose latest mail is known (newest-first pages only)
+    newest_first = True
+    try:
+        for emails in _pages(client, module, record_id, budget, email_type):
+            calls += 1
+            collected.extend(emails)
+            if runs_oldest_first(emails):
+                newest_first = False
+            if newest_first:
+                settled |= {a for e in emails if carries_status(e) for a in recipients(e) if a in wanted}
+                if settled >= wanted:
+                    break
+    except _BudgetSpent:
+        checks = classify_addresses(
+            collected, addresses, now=now, min_hours_since_bounce=min_hours_since_bounce, calls=calls
+        )
+        return {
+            f: check if own[f] is None or (newest_first and own[f] in settled) else _budget_deferred(calls)
+            for f, check in checks.items()
+        }
+    except ZohoRequestError as exc:
+        per_record = (exc.code == "INVALID_DATA" and "param_name" not in exc.details) or exc.code in (
+            "NO_PERMISSION",
+        )
+        if not per_record:
+            raise
+        log.warning(
+            "Emails of %s %s could not be read (%s); the unblock call decides.", module, record_id, exc
+        )
+        note = f"Emails list refused: {exc}"
+        return {f: BounceCheck(Verdict.UNKNOWN, calls=calls + 1, note=note) for f in addresses}
+    checks = classify_addresses(
+        collected, addresses, now=now, min_hours_since_bounce=min_hours_since_bounce, calls=calls
+    )
+    for field_name, check in checks.items():
+        if check.verdict == Verdict.UNKNOWN:
+            log.warning(
+                "%s %s %s: %s; sending it to the unblock call so that Zoho's answer decides.",
+                module,
+                record_id,
+                field_name,
+                check.note,
+            )
+    return checks
+
+
+def _budget_deferred(calls: int) -> BounceCheck:
+    return BounceCheck(Verdict.DEFERRED, calls=calls, note=BUDGET_REASON)
+
+
+def _pages(
+    client: ZohoCRMClient,
+    module: str,
+    record_id: str,
+    budget: CallBudget | None,
+    email_type: str | None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The Emails pages of a record, with Zoho's ``type`` filter when given."""
+    path = _emails_path(module, record_id)
+    index: str | None = None
+    seen: set[str] = set()
+    while True:
+        if budget is not None and not budget.take():
+            raise _BudgetSpent
+        params: dict[str, str] = {}
+        if email_type:
+            params["type"] = email_type
+        if index:
+            params["index"] = index
+        response = client.request("GET", path, params=params or None, purpose="emails", module=module)
+        if response.status == 204 or response.body is None:
+            return
+        body = response.body
+        if not isinstance(body, dict) or not isinstance(body.get("Emails"), list):
+            raise ZohoResponseError(
+                f"Zoho's answer to GET {module}/…/Emails has no 'Emails' list", status=response.status
+            )
+        info = body.get("info") if isinstance(body.get("info"), dict) else {}
+        assert isinstance(info, dict)
+        yield [e for e in body["Emails"] if isinstance(e, dict)]
+        next_index = info.get("next_index")
+        if not info.get("more_records") or not next_index:
+            return
+        next_index = str(next_index)
+        if next_index in seen or next_index == index:
+            raise ZohoResponseError(f"Zoho's Emails paging repeats index {next_index[:16]}…")
+        seen.add(next_index)
+        index = next_index

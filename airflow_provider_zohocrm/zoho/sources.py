@@ -13,7 +13,6 @@ the DAG's first task before any Zoho call; :func:`plan_groups` spreads the candi
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
-from airflow_provider_zohocrm.zoho.tags import validate_tag_names
+from airflow_provider_zohocrm.zoho.params import (
+    VERIFY_MODES,
+    parse_batch_size,
+    parse_cvid,
+    parse_emails_options,
+    parse_flag,
+    parse_tag,
+    parse_verify,
+    refuse_unknown_keys,
+)
 from airflow_provider_zohocrm.zoho.validation import (
     MAX_IDS_PER_CALL,
     UNBLOCKABLE_FIELDS,
@@ -32,8 +40,6 @@ from airflow_provider_zohocrm.zoho.validation import (
     validate_unblock_fields,
 )
 
-#: How candidates are confirmed before an unblock call (see the README's "three modes").
-VERIFY_MODES = ("none", "emails", "sweep")
 #: Keys a source may have.
 SOURCE_KEYS = frozenset(
     {
@@ -54,10 +60,7 @@ SOURCE_KEYS = frozenset(
 #: The keys that say where candidates come from; a source has exactly one.
 KIND_KEYS = ("view", "cvid", "coql_query", "all")
 _FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
-_CVID_RE = re.compile(r"^[0-9]{1,30}$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off", "")
 
 
 @dataclass(frozen=True)
@@ -110,60 +113,13 @@ class RunSettings:
 
 
 # -- single values ---------------------------------------------------------------------------------------------
+# The rules live in zoho/params.py (one set for the operator, the sources, the preflight and the CLI); these names
+# stay for callers of the sources API.
 
-
-def validate_flag(value: Any, name: str) -> bool:
-    """A real boolean, or one of the usual spellings; anything else fails closed (``"ture"`` is no live run)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
-        return value.strip().lower() in _TRUE
-    raise ZohoValidationError(f"{name} must be true or false, not {value!r}.")
-
-
-def validate_verify(value: Any, where: str = "verify") -> str:
-    if value not in VERIFY_MODES:
-        raise ZohoValidationError(f"{where} must be one of {', '.join(VERIFY_MODES)}, not {value!r}.")
-    return str(value)
-
-
-def validate_cvid(value: Any) -> str:
-    """A custom view id: digits only (it becomes a query parameter; a name belongs in ``view``)."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or not _CVID_RE.match(str(value).strip()):
-        raise ZohoValidationError(
-            f"cvid must be the numeric id of a custom view, not {value!r} (pass a view's name as 'view')."
-        )
-    return str(value).strip()
-
-
-def validate_hours(value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ZohoValidationError(f"min_hours_since_bounce must be a number of hours >= 0, not {value!r}.")
-    return float(value)
-
-
-def validate_email_checks(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ZohoValidationError(f"max_email_checks must be a whole number >= 1 (or null), not {value!r}.")
-    return value
-
-
-def validate_tag(value: Any) -> str | None:
-    """A Zoho tag name (Zoho's rules, zoho/tags.py), or None for no tagging."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        (name,) = validate_tag_names([value])
-    except ZohoValidationError as exc:
-        raise ZohoValidationError(f"needs_person_tag: {exc.message}") from None
-    return name
+validate_flag = parse_flag
+validate_verify = parse_verify
+validate_cvid = parse_cvid
+validate_tag = parse_tag
 
 
 def _since(source: Mapping[str, Any], now: datetime, where: str) -> str | None:
@@ -225,11 +181,7 @@ def validate_source(
     where = f"source #{index + 1}"
     if not isinstance(raw, Mapping):
         raise ZohoValidationError(f"{where} must be an object such as {{'module': 'Leads', 'view': '…'}}.")
-    unknown = sorted(set(raw) - SOURCE_KEYS)
-    if unknown:
-        raise ZohoValidationError(
-            f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(SOURCE_KEYS))}."
-        )
+    refuse_unknown_keys(raw, SOURCE_KEYS, where)
     given = [k for k in KIND_KEYS if raw.get(k) not in (None, "", False)]
     if len(given) != 1:
         raise ZohoValidationError(
@@ -292,20 +244,10 @@ def _build_source(
     verify = validate_verify(raw.get("verify") or defaults.get("verify") or verify_default)
     hours_raw = raw.get("min_hours_since_bounce")
     checks_raw = raw.get("max_email_checks")
-    if verify != "emails":
-        for key, value in (("min_hours_since_bounce", hours_raw), ("max_email_checks", checks_raw)):
-            if value not in (None, 0):
-                raise ZohoValidationError(
-                    f"{key} needs verify 'emails' (this source's verify is {verify!r})."
-                )
-        hours, checks = 0.0, None
-    else:
-        hours = validate_hours(
-            hours_raw if hours_raw is not None else defaults.get("min_hours_since_bounce", 0)
-        )
-        checks = validate_email_checks(
-            checks_raw if checks_raw is not None else defaults.get("max_email_checks")
-        )
+    if verify == "emails":  # run-wide values are defaults for emails sources only
+        hours_raw = hours_raw if hours_raw is not None else defaults.get("min_hours_since_bounce", 0)
+        checks_raw = checks_raw if checks_raw is not None else defaults.get("max_email_checks")
+    hours, checks = parse_emails_options(verify, hours_raw, checks_raw)
     return Source(
         index=index,
         module=module,
@@ -336,12 +278,9 @@ def sources_from_params(
     conn_id = params.get("conn_id") or "zohocrm_default"
     if not isinstance(conn_id, str) or not conn_id.strip():
         raise ZohoValidationError(f"conn_id must be a connection id, not {conn_id!r}.")
-    batch_size: Any = params.get("batch_size", MAX_IDS_PER_CALL)
-    if isinstance(batch_size, str) and batch_size.strip().isdigit():
-        batch_size = int(batch_size)
     settings = RunSettings(
         conn_id=conn_id.strip(),
-        batch_size=validate_batch_size(batch_size),
+        batch_size=parse_batch_size(params.get("batch_size", MAX_IDS_PER_CALL)),
         dry_run=validate_flag(params.get("dry_run", False), "dry_run"),
         needs_person_tag=validate_tag(params.get("needs_person_tag")),
     )

@@ -360,6 +360,35 @@ def merge_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]
     return merged
 
 
+def _described(record_id: str, details: Mapping[str, str | None] | None) -> str:
+    parts = [details.get(k) for k in ("category", "sub_category", "reason")] if details else []
+    text = "; ".join(p for p in parts if p)
+    return f"{record_id} ({text})" if text else record_id
+
+
+def _preview(items: Sequence[str], limit: int) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" … (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def needs_person_lines(report: UnblockReport, limit: int = 10) -> list[str]:
+    """One log line per needs-person outcome that has records, with Zoho's reason for the first ``limit``."""
+    return [
+        f"{len(ids)} record(s) {outcome} need a person: "
+        + _preview([_described(rid, report.details.get(rid)) for rid in ids], limit)
+        for outcome in sorted(NEEDS_PERSON_OUTCOMES)
+        if (ids := report.ids[outcome])
+    ]
+
+
+def deferred_line(report: UnblockReport, limit: int = 10) -> str:
+    """The log line of the deferred records, each with why."""
+    ids = report.ids[Outcome.DEFERRED]
+    return f"{len(ids)} record(s) deferred to a later run: " + _preview(
+        [f"{rid} ({report.reasons.get(rid)})" for rid in ids], limit
+    )
+
+
 def format_table(counts: Mapping[str, int], total: int | None = None) -> str:
     """A plain-text table of outcome counts, for logs and the DAG's report. When ``total`` is larger than the
     outcomes' sum, the difference shows as a ``pending`` row (ids not sent or whose call failed), so the rows

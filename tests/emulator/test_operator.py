@@ -239,14 +239,23 @@ def test_templated_fields_render_to_a_valid_request(conn_env: ZohoCRMEmulator) -
     [("us", "https://crm.zoho.com"), ("eu", "https://crm.zoho.eu"), ("ca", "https://crm.zohocloud.ca")],
 )
 def test_extra_link_opens_module_in_the_connections_data_center(
-    emulator: ZohoCRMEmulator, monkeypatch, dc: str, web: str
+    emulator: ZohoCRMEmulator, monkeypatch, tmp_path, dc: str, web: str
 ) -> None:
-    from airflow_provider_zohocrm.operators.unblock_email import ZohoCRMModuleLink
+    from airflow_provider_zohocrm.operators import unblock_email
+    from airflow_provider_zohocrm.operators.unblock_email import LINK_XCOM_KEY, ZohoCRMModuleLink
 
+    monkeypatch.setenv("ZOHOCRM_TOKEN_CACHE_DIR", str(tmp_path / "token-cache"))
     set_connection(monkeypatch, emulator, data_center=dc)
-    op = UnblockEmailOperator(task_id="u", module="Contacts", record_ids=["1"])
+    op = UnblockEmailOperator(task_id="u", module="Contacts", record_ids=["1"], fail_on=[])
+    ti = RecordingTI()
+    op.execute({"ti": ti})  # type: ignore[arg-type]
+    assert ti.xcom[LINK_XCOM_KEY] == f"{web}/crm/tab/Contacts"  # execute pushed it
+    # the link reads that XCom (Airflow's store stands in for the task instance's) and builds no hook
+    monkeypatch.setattr(unblock_email.XCom, "get_value", lambda *, key, ti_key: ti.xcom.get(key))
+    monkeypatch.setattr(unblock_email, "ZohoCRMHook", None)
+    tokens = emulator.backend.stats["requests"]["token"]
     assert ZohoCRMModuleLink().get_link(op, ti_key=None) == f"{web}/crm/tab/Contacts"  # type: ignore[arg-type]
-    assert emulator.backend.stats["requests"]["token"] == 0  # building a link calls nothing
+    assert emulator.backend.stats["requests"]["token"] == tokens  # rendering a link calls nothing
 
 
 # -- issue 9, finding 3: a failed call leaves every id accounted for -------------------------------------------

@@ -1,6 +1,6 @@
 """The example DAG's sources (zoho/sources.py): every param checked with no call, and the fan-out plan.
 
-Pure logic, no I/O. The DAG runs that show the same rules end to end are in tests/test_dag_e2e.py.
+Pure logic, no I/O. The DAG runs that show the same rules end to end are in tests/airflow/test_dag_e2e.py.
 """
 
 from __future__ import annotations
@@ -180,9 +180,30 @@ def test_run_wide_params_are_defaults_for_list_sources() -> None:
 def test_settings_survive_xcom_json() -> None:
     import json
 
-    settings = sources_from_params({"sources": [{"module": "Leads", "view": "Bounced leads"}]}, now=NOW)
+    settings = sources_from_params(
+        {
+            "sources": [
+                {"module": "Leads", "view": "Bounced leads"},
+                {"module": "Contacts", "cvid": "6000000031001"},
+                {"module": "Leads", "all": True, "min_hours_since_bounce": 2, "max_email_checks": 10},
+            ],
+            "needs_person_tag": "fix address",
+            "batch_size": 100,
+            "dry_run": True,
+        },
+        now=NOW,
+    )
+    # every optional field differs from its default somewhere, so a field lost on the way is seen
+    view, cvid, whole = settings.sources
+    assert (view.view, cvid.cvid, whole.query) == (
+        "Bounced leads",
+        "6000000031001",
+        "select id from Leads where Email is not null",
+    )
+    assert (whole.min_hours_since_bounce, whole.max_email_checks) == (2.0, 10)
     data = json.loads(json.dumps(settings.to_dict()))
     assert [Source.from_dict(s) for s in data["sources"]] == settings.sources
+    assert (data["needs_person_tag"], data["batch_size"], data["dry_run"]) == ("fix address", 100, True)
 
 
 # -- fan-out -------------------------------------------------------------------------------------------------------

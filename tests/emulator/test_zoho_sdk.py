@@ -1,7 +1,7 @@
 """Zoho's own Python SDK (``zohocrmsdk8-0``, unmodified, default configuration) runs against the emulator.
 
 An independent check of the emulator's fidelity: Zoho's client, not ours, parses every answer. The SDK runs in a
-subprocess per test (``tests/zoho_sdk_driver.py``): its ``Initializer`` is a process-wide singleton and its
+subprocess per test (``tests/emulator/zoho_sdk_driver.py``): its ``Initializer`` is a process-wide singleton and its
 ``Utility`` caches field types in class attributes. Each test gives it its own token store, resource path and
 TMPDIR under ``tmp_path``. Assertions are on what the SDK parsed *and* on the emulator's final state and stats.
 """
@@ -134,6 +134,20 @@ def test_get_records_of_a_view_past_2000(tmp_path: Path) -> None:
     assert stats["status_counts"]["fields"] == {200: 1}
     cached = list((tmp_path / "resources").rglob("*.json"))
     assert cached and "email_bounce_status" in cached[0].read_text().lower()
+
+
+def test_coql_paged_by_id_reads_every_record_once(tmp_path: Path) -> None:
+    """Zoho's SDK paging ``… and id > last order by id`` over 2,860 records with 19-digit ids 3 apart: every
+    record once (with ids compared as floats, the emulator answered 2,000 of them)."""
+    backend = EmulatorBackend()
+    backend.add_many_records("Leads", 2_860, first_id=4_876_876_000_000_100_001, step=3)
+    with ZohoCRMEmulator(backend) as emulator:
+        step = {"call": "coql_by_id", "module": "Leads", "criteria": "Email is not null", "limit": 1000}
+        (result,) = run_sdk(emulator, tmp_path, [step])
+    assert "error" not in result, result
+    assert result["ids"] == sorted(int(i) for i in backend.module("Leads").records)  # type: ignore[union-attr]
+    assert result["calls"] == 3 and backend.stats["requests"]["coql"] == 3
+    assert backend.stats["credits_by_endpoint"]["coql"] == 3 * 2  # LIMIT 1,000: 2 credits a call
 
 
 def test_field_metadata(org: tuple[ZohoCRMEmulator, Any], tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ answers; the second runs the operator against the emulator over HTTP in each ver
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,6 @@ from airflow_provider_zohocrm.testing import Fault, ZohoCRMEmulator
 from airflow_provider_zohocrm.testing.seed import EMAIL_KINDS, Seeded, seed_email_org
 from airflow_provider_zohocrm.zoho.emails import (
     BUDGET_REASON,
-    BounceCheck,
     CallBudget,
     Verdict,
     bounce_kind,
@@ -164,13 +164,23 @@ def test_mail_without_status_never_hides_an_older_bounce() -> None:
     assert classify_emails(received, now=NOW).verdict == Verdict.NONE
 
 
-def test_budget_is_shared_and_bounded() -> None:
+def test_budget_is_shared_and_bounded(conn_env: ZohoCRMEmulator, email_org: Seeded) -> None:
+    # one budget, taken by many threads at once: exactly its limit is granted
     budget = CallBudget(3)
-    assert [budget.take() for _ in range(5)] == [True, True, True, False, False]
-    assert budget.spent == 3
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        granted = list(pool.map(lambda _: budget.take(), range(40)))
+    assert granted.count(True) == 3 == budget.spent
     unlimited = CallBudget(None)
     assert all(unlimited.take() for _ in range(1000))
-    assert BounceCheck(Verdict.DEFERRED, note=BUDGET_REASON).details()["reason"] is None
+    # and the task shares one budget among its threads: 4 in flight, 3 Emails calls in all, the rest deferred
+    single_page = [rid for rid in email_org.all_ids() if rid not in email_org.of("buried_soft")]
+    result = run(
+        record_ids=single_page, verify="emails", max_parallel_calls=4, max_email_checks=3, fail_on=[]
+    )
+    assert requests(conn_env, "emails") == result["email_checks"] == 3
+    unchecked = [rid for rid, why in result["reasons"].items() if why == BUDGET_REASON]
+    assert len(unchecked) == len(single_page) - 3
+    assert all(result["details"][rid]["reason"] is None for rid in unchecked)  # no bounce was read for them
 
 
 # == against the emulator, over HTTP ============================================================================
@@ -282,7 +292,7 @@ def test_verify_none_trusts_the_source(conn_env: ZohoCRMEmulator, email_org: See
     assert requests(conn_env, "emails") == 0
 
 
-@pytest.mark.parametrize("budget", [0, 7])
+@pytest.mark.parametrize("budget", [1, 7])
 def test_email_check_budget_is_respected_and_the_rest_is_deferred(
     conn_env: ZohoCRMEmulator, email_org: Seeded, budget: int
 ) -> None:
@@ -377,6 +387,8 @@ def test_needs_person_records_are_tagged_and_a_tag_failure_hides_nothing(
         ({"verify": "emails", "min_hours_since_bounce": float("nan")}, "min_hours_since_bounce"),
         ({"verify": "emails", "max_email_checks": "many"}, "max_email_checks"),
         ({"verify": "emails", "max_email_checks": -3}, "max_email_checks"),
+        ({"verify": "emails", "max_email_checks": 0}, "max_email_checks"),  # 0 is not "no limit": refused
+        ({"verify": "none", "max_email_checks": "many"}, "max_email_checks"),  # checked even when ignored
         ({"verify": "emails", "max_email_checks": True}, "max_email_checks"),
         ({"needs_person_tag": 5}, "needs_person_tag"),
     ],

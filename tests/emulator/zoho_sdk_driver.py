@@ -1,6 +1,6 @@
 """Drives Zoho's own Python SDK (``zohocrmsdk8-0``, unmodified) against an emulator; run as a subprocess.
 
-``python tests/zoho_sdk_driver.py CONFIG.json`` prints one JSON object: what the SDK *parsed* for each step.
+``python tests/emulator/zoho_sdk_driver.py CONFIG.json`` prints one JSON object: what the SDK *parsed* for each step.
 The SDK keeps process-wide state (``Initializer`` is a singleton, ``Utility`` caches field types per class), so
 each test runs it in a process of its own, with its token store and resource path in the test's tmp dir.
 
@@ -18,6 +18,7 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
 from zohocrmsdk.src.com.zoho.api.logger import Logger
 from zohocrmsdk.src.com.zoho.crm.api import ParameterMap
+from zohocrmsdk.src.com.zoho.crm.api import coql as cq
 from zohocrmsdk.src.com.zoho.crm.api import custom_views as cv
 from zohocrmsdk.src.com.zoho.crm.api import fields as fl
 from zohocrmsdk.src.com.zoho.crm.api import org as og
@@ -101,6 +102,33 @@ def get_records(step: dict[str, Any]) -> dict[str, Any]:
             break
         token = info.get_next_page_token()
     return {"ids": ids, "pages": pages, "values": values}
+
+
+def coql_by_id(step: dict[str, Any]) -> dict[str, Any]:
+    """Page a COQL query by record id with the SDK's CoqlOperations: ``… and id > last order by id limit N``."""
+    ops = cq.CoqlOperations()
+    ids: list[int] = []
+    calls = 0
+    last: int | None = None
+    while True:
+        criteria = f"({step['criteria']})" + (f" and id > {last}" if last is not None else "")
+        body = cq.BodyWrapper()
+        body.set_select_query(
+            f"select id from {step['module']} where {criteria} order by id asc limit {step['limit']}"
+        )
+        response = ops.get_records(body)
+        calls += 1
+        if response.get_status_code() == 204:
+            break
+        obj = response.get_object()
+        if not isinstance(obj, cq.ResponseWrapper):
+            return {"error": api_exception(obj), "ids": ids, "calls": calls}
+        page = [int(record.get_id()) for record in obj.get_data()]
+        ids += page
+        if not obj.get_info().get_more_records() or not page:
+            break
+        last = page[-1]
+    return {"ids": ids, "calls": calls}
 
 
 def get_fields(step: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +256,7 @@ def unblock_bulk(step: dict[str, Any]) -> dict[str, Any]:
 
 STEPS = {
     "get_records": get_records,
+    "coql_by_id": coql_by_id,
     "get_fields": get_fields,
     "get_custom_views": get_custom_views,
     "get_custom_view": get_custom_view,
