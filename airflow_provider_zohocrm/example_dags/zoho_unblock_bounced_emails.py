@@ -2,10 +2,10 @@
 
 check_params → find_candidates → make_groups → unblock_emails (mapped, all modules together) → report
 
-With ``require_approval`` (Airflow 3.1+): make_groups → plan_groups → plan_emails (the same groups, mapped, ``dry_run``)
+With ``require_approval`` (Airflow 3.1+): make_groups → groups_to_plan → plan_emails (the same groups, mapped, ``dry_run``)
 → summarize_plan → approve_plan (a person approves or rejects the plan in the UI) → unblock_emails → report. A
 rejection skips unblock_emails, and the report prints the plan. Without the param the three planning tasks are
-skipped (plan_groups, a small task, gives them nothing to plan), and the run writes what it always wrote.
+skipped (groups_to_plan, a small task, gives them nothing to plan), and the run writes what it always wrote.
 
 Sources (one module each; the ``sources`` param lists them, or the single-module params give one):
 - ``{"module": "Leads", "all": true}`` — every record with an email (optionally ``date_field`` + ``since`` or
@@ -282,7 +282,7 @@ def zoho_unblock_bounced_emails() -> None:
         return groups
 
     @task
-    def plan_groups(groups: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    def groups_to_plan(groups: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
         """The groups to plan: all of them when the run needs approval, else none (plan_emails then maps over
         nothing, and it, summarize_plan and approve_plan are skipped without running). Airflow maps only over a
         task's return value, hence this small task."""
@@ -371,9 +371,9 @@ def zoho_unblock_bounced_emails() -> None:
     settings: Any = check_params()
     found: Any = find_candidates(settings)
     groups: Any = make_groups(found, settings)
-    # The approval path: the same groups, dry run. Without require_approval plan_groups is empty, so
+    # The approval path: the same groups, dry run. Without require_approval groups_to_plan is empty, so
     # plan_emails maps over nothing and it, summarize_plan and approve_plan are skipped without running.
-    planning: Any = plan_groups(groups, settings)
+    planning: Any = groups_to_plan(groups, settings)
     plan = UnblockEmailOperator.partial(
         task_id="plan_emails",
         zohocrm_conn_id="{{ params.conn_id }}",

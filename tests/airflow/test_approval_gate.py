@@ -187,7 +187,7 @@ def test_without_the_param_nothing_is_planned_and_the_run_is_unchanged(
     output = proc.stdout + proc.stderr
     assert dag_run_state(output) == "success", output[-5000:]
     states = task_states(airflow_home)
-    assert states["plan_groups"] == ["success"]  # the one small task the gate adds to every run
+    assert states["groups_to_plan"] == ["success"]  # the one small task the gate adds to every run
     for planning in ("plan_emails", "summarize_plan", "approve_plan"):
         assert states[planning] == ["skipped"], states
     assert set(states["unblock_emails"]) == {"success"}
