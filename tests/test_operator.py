@@ -76,7 +76,9 @@ def test_secondary_email_and_both_fields(conn_env: ZohoCRMEmulator, org) -> None
     assert_partition(result, ids)
     # per field (issue 19): one call per field, so Zoho's answer is each field's own
     assert unblock_calls(conn_env) == result["calls"] == 2
-    assert {rid: f["Secondary_Email"] for rid, f in result["fields"].items()} == dict.fromkeys(ids, "unblocked")
+    assert {rid: f["Secondary_Email"] for rid, f in result["fields"].items()} == dict.fromkeys(
+        ids, "unblocked"
+    )
     assert {rid: f["Email"] for rid, f in result["fields"].items()} == {
         **dict.fromkeys(org.of("secondary")[:10], "already_unblocked"),
         **dict.fromkeys(org.of("permanent_secondary")[:10], "permanently_blocked"),
