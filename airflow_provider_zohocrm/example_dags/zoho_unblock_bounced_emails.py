@@ -263,6 +263,7 @@ def zoho_unblock_bounced_emails() -> None:
             build_run_report,
             format_run_report,
         )
+        from airflow_provider_zohocrm.zoho.unblock import field_counts
 
         # Iterating Airflow's lazy sequence of mapped results asks for one item past the end, and Airflow 3.3
         # logs that 404 as an ERROR ("XCom not found"): read exactly len() items instead.
@@ -286,8 +287,9 @@ def zoho_unblock_bounced_emails() -> None:
             "tag_calls": merged["tag_calls"],
             "read_calls": merged["read_calls"],
             "dns_queries": merged["dns_queries"],
-            # per field (unblock_fields with both): module → id → field → outcome
-            "fields": merged["fields"],
+            # per field (unblock_fields with both): module → field → outcome → (record, field) pairs; the
+            # pairs themselves are in each mapped task's XCom
+            "field_counts": {m: field_counts(slots) for m, slots in merged["fields"].items()},
             # a dry run's plan: module → field set → the ids its unblock calls would carry
             "would_send": merged["would_send"],
             "planned_calls": merged["planned_calls"],
