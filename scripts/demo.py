@@ -78,9 +78,9 @@ def report_block(output: str) -> str:
             shown = 0
         elif line.startswith("  "):
             shown += 1
-            if shown <= 3:
+            if shown <= 1:
                 kept.append(line)
-            elif shown == 4:
+            elif shown == 2:
                 kept.append("  …")
         else:
             break

@@ -131,20 +131,22 @@ def build_run_report(
         lost[module] = sorted(wanted - set(reported), key=_id_key)
         extra[module] = sorted(set(reported) - wanted, key=_id_key)
         twice[module] = sorted((rid for rid, n in reported.items() if n > 1), key=_id_key)
-    needs_person = {
-        outcome: [
-            {"module": m, "id": rid, **details.get(f"{m}:{rid}", {})}
-            for m in modules
-            for rid in ids[m].get(outcome, [])
-            if rid not in fields.get(m, {})
-        ]
-        for outcome in sorted(o.value for o in NEEDS_PERSON_OUTCOMES)
+    # per record (one field), or per (record, field) with that field's bounce details; in module order
+    needs_person: dict[str, list[dict[str, Any]]] = {
+        outcome: [] for outcome in sorted(o.value for o in NEEDS_PERSON_OUTCOMES)
     }
-    # per field: each (record, field) that needs a person, with that field's bounce details
-    for m, rid, name, outcome in field_needs_person:
-        needs_person[outcome].append(
-            {"module": m, "id": rid, "field": name, **field_details.get(f"{m}:{rid} {name}", {})}
-        )
+    for m in modules:
+        for outcome, entries in needs_person.items():
+            entries.extend(
+                {"module": m, "id": rid, **details.get(f"{m}:{rid}", {})}
+                for rid in ids[m].get(outcome, [])
+                if rid not in fields.get(m, {})
+            )
+        for fm, rid, name, outcome in field_needs_person:
+            if fm == m:
+                needs_person[outcome].append(
+                    {"module": m, "id": rid, "field": name, **field_details.get(f"{m}:{rid} {name}", {})}
+                )
     return {
         "modules": modules,
         "sources": sources,
