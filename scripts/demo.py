@@ -33,6 +33,8 @@ TAG = "Needs person"
 NEEDS_PERSON = ("permanently_blocked", "limit_reached")
 HEADER = re.compile(r"Zoho CRM Unblock Email report: ([\d,]+) candidate record\(s\) found, ([\d,]+) reported")
 TABLE_LINE = re.compile(r"^(?:\w+\s+\|[\s\d,|A-Za-z_]*|-+(?:-\+-+)+)$")
+#: A table row whose every count is zero.
+ZERO_ROW = re.compile(r"^\w+\s+(?:\|\s+0\s*)+$")
 #: The fields the Leads source unblocks (Contacts: Email only, the one-field case).
 FIELDS = {"Leads": ("Email", "Secondary_Email"), "Contacts": ("Email",)}
 #: Share of each email state among a module's records.
@@ -59,29 +61,35 @@ def counts(total: int) -> dict[str, int]:
 
 
 def report_block(output: str) -> str:
-    """The report the DAG printed, with each needs-person list cut to its first three records."""
+    """The report the DAG printed, shortened: table rows that are zero in every column left out, and each
+    needs-person list cut to its first record (the whole report is in demo.log)."""
     lines = output.splitlines()
     start = next((i for i, line in enumerate(lines) if "Zoho CRM Unblock Email report:" in line), None)
     if start is None:
         return "(no report found: see demo.log)"
     kept: list[str] = [lines[start][lines[start].index("Zoho CRM Unblock Email report:") :]]
     shown = 0
+    per_field = False
     for line in lines[start + 1 :]:
+        if ZERO_ROW.match(line):
+            continue
         if (
             TABLE_LINE.match(line)
             or line.startswith(("dry run:", "pending:", "plan:"))
             or " per field " in line
         ):
             kept.append(line)
+            per_field = " per field " in line
+        elif per_field and line.startswith("  "):
+            kept.append(line)
         elif line.startswith("Need a person"):
             kept.append(line)
             shown = 0
+            per_field = False
         elif line.startswith("  "):
             shown += 1
             if shown <= 1:
                 kept.append(line)
-            elif shown == 2:
-                kept.append("  …")
         else:
             break
     return "\n".join(kept)

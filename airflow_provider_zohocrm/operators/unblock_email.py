@@ -91,7 +91,9 @@ class UnblockEmailOperator(BaseOperator):
         the task only when ``fail_on`` lists ``"tag_failed"``. Templated.
     :param addresses: ``{id: {field: address or None}}``, the records' addresses as the source read them with
         the ids (the example DAG passes them). With ``verify="emails"`` each field is judged by the mail sent to
-        its own address; without them the task reads them itself (one COQL call per 50 ids). Templated.
+        its own address; without them the task reads them itself (one COQL call per 50 ids). Not templated: an
+        address is the CRM's data, and data is never rendered as a template (pass an XComArg or
+        ``expand_kwargs``, as the example DAG does).
     :param check_domain: with ``verify="emails"``, look up in DNS the domain of a soft bounce whose category
         says the domain or host failed; a domain with no mail host is ``deferred`` (opt-in). Templated.
     :param dns_options: ``check_domain``'s resolver: ``{"nameservers": [...], "port": 53, "timeout": 5}``
@@ -112,14 +114,12 @@ class UnblockEmailOperator(BaseOperator):
         "min_hours_since_bounce",
         "max_email_checks",
         "needs_person_tag",
-        "addresses",
         "check_domain",
         "dns_options",
     )
     template_fields_renderers = {
         "record_ids": "json",
         "unblock_fields": "json",
-        "addresses": "json",
         "dns_options": "json",
     }
     operator_extra_links = (ZohoCRMModuleLink(),)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_zohocrm.zoho.per_field import PRECEDENCE
-from airflow_provider_zohocrm.zoho.unblock import NEEDS_PERSON_OUTCOMES, Outcome, field_tables
+from airflow_provider_zohocrm.zoho.unblock import NEEDS_PERSON_OUTCOMES, Outcome, field_lines
 
 _RANK = {o.value: i for i, o in enumerate(PRECEDENCE)}
 
@@ -238,7 +238,7 @@ def format_run_report(report: Mapping[str, Any], *, dry_run: bool = False, tag: 
             lines.append(
                 f"{module} per field (each record above is counted once, under its most actionable field):"
             )
-            lines.append(field_tables(slots))
+            lines.extend(f"  {line}" for line in field_lines(slots))
     pending_total = sum(len(v) for v in report["pending"].values())
     if dry_run:
         plan = [

@@ -451,6 +451,17 @@ def field_counts(fields: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str,
     return table
 
 
+def field_lines(fields: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """One line per field: ``Email: 884 unblocked, 1,470 not_blocked (2,354 records)``, outcomes in report order."""
+    order = [o.value for o in Outcome] + ["pending"]
+    lines = []
+    for name, column in field_counts(fields).items():
+        known = sorted(column, key=lambda o: order.index(o) if o in order else len(order))
+        parts = ", ".join(f"{column[o]:,} {o}" for o in known if column[o])
+        lines.append(f"{name}: {parts} ({sum(column.values()):,} records)")
+    return lines
+
+
 def field_tables(fields: Mapping[str, Mapping[str, str]]) -> str:
     """A plain-text table of (record, field) outcomes: one row per outcome, one column per field."""
     table = field_counts(fields)
