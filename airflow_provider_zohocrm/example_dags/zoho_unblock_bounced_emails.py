@@ -74,6 +74,7 @@ SOURCE_SCHEMA: dict[str, Any] = {
         "verify": {"type": "string", "enum": VERIFY_ENUM},
         "min_hours_since_bounce": {"type": "number", "minimum": 0},
         "max_email_checks": {"type": ["integer", "null"], "minimum": 1},
+        "check_domain": {"type": "boolean"},
     },
 }
 
@@ -145,6 +146,18 @@ def _max_groups() -> int:
         "unblock_fields": Param(
             ["Email"], **UNBLOCK_FIELDS_SCHEMA, description="Email and/or Secondary_Email"
         ),
+        "check_domain": Param(
+            False,
+            type="boolean",
+            description="verify=emails: look up the domain of a domain/host-failure soft bounce in DNS first;"
+            " a domain with no mail host is deferred (one DNS query per distinct domain)",
+        ),
+        "dns_options": Param(
+            None,
+            type=["null", "object"],
+            description='check_domain\'s resolver, e.g. {"nameservers": ["10.0.0.2"], "port": 53, "timeout": 5};'
+            " default: the system's",
+        ),
         "needs_person_tag": Param(
             None,
             type=["null", "string"],
@@ -213,6 +226,7 @@ def zoho_unblock_bounced_emails() -> None:
         from airflow.providers.common.compat.sdk import AirflowFailException
 
         from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
+        from airflow_provider_zohocrm.zoho.addresses import addresses_by_id
         from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
         from airflow_provider_zohocrm.zoho.modules import check_modules, list_modules_or_none
         from airflow_provider_zohocrm.zoho.sources import Source, dedupe_candidates
@@ -243,12 +257,19 @@ def zoho_unblock_bounced_emails() -> None:
             elif source.kind == "cvid":
                 cvids[source.index] = str(source.cvid)
         read: list[tuple[Source, list[str]]] = []
+        addresses: dict[int, dict[str, dict[str, str | None]]] = {}
         for source in sources:
             if source.index in cvids:
-                rows = hook.iter_records(source.module, cvid=cvids[source.index], fields=["id"])
+                rows = list(
+                    hook.iter_records(source.module, cvid=cvids[source.index], fields=source.read_fields())
+                )
             else:
-                rows = hook.iter_coql(str(source.query))
-            read.append((source, [str(row["id"]) for row in rows]))  # the hook yields each record once
+                rows = list(hook.iter_coql(source.read_query()))  # the hook yields each record once
+            read.append((source, [str(row["id"]) for row in rows]))
+            if (
+                source.reads_addresses
+            ):  # verify=emails: each field judged by its own address, read with the ids
+                addresses[source.index] = addresses_by_id(rows, source.unblock_fields)
         kept, repeated = dedupe_candidates(read)
         found = []
         for source, ids in kept:
@@ -258,7 +279,15 @@ def zoho_unblock_bounced_emails() -> None:
                 + (f" ({again:,} more already listed by an earlier source)" if again else "")
                 + "."
             )
-            found.append({"source": source.index, "module": source.module, "ids": ids, "repeated": again})
+            entry: dict[str, Any] = {
+                "source": source.index,
+                "module": source.module,
+                "ids": ids,
+                "repeated": again,
+            }
+            if source.index in addresses:
+                entry["addresses"] = {rid: addresses[source.index][rid] for rid in ids}
+            found.append(entry)
         return found
 
     @task
@@ -272,6 +301,8 @@ def zoho_unblock_bounced_emails() -> None:
             batch_size=int(settings["batch_size"]),
             max_groups=_max_groups(),
             needs_person_tag=settings.get("needs_person_tag"),
+            addresses=_addresses_by_module(found),
+            dns_options=settings.get("dns_options"),
         )
         total = sum(len(f["ids"]) for f in found)
         modules = sorted({g["module"] for g in groups})
@@ -324,6 +355,7 @@ def zoho_unblock_bounced_emails() -> None:
             build_run_report,
             format_run_report,
         )
+        from airflow_provider_zohocrm.zoho.unblock import field_counts
 
         results = _read_all(results)
         plan = _read_all(planned)
@@ -357,6 +389,14 @@ def zoho_unblock_bounced_emails() -> None:
             "calls": merged["calls"],
             "email_checks": merged["email_checks"],
             "tag_calls": merged["tag_calls"],
+            "read_calls": merged["read_calls"],
+            "dns_queries": merged["dns_queries"],
+            # per field (unblock_fields with both): module → field → outcome → (record, field) pairs; the
+            # pairs themselves are in each mapped task's XCom
+            "field_counts": {m: field_counts(slots) for m, slots in merged["fields"].items()},
+            # a dry run's plan: module → field set → the ids its unblock calls would carry
+            "would_send": merged["would_send"],
+            "planned_calls": merged["planned_calls"],
             # ids only (each mapped task's XCom has Zoho's bounce details): the XCom stays small
             "needs_person": {
                 outcome: [f"{r['module']}:{r['id']}" for r in records]
@@ -435,6 +475,14 @@ def _approval_task(summary: Any) -> Any:
     )
     summary >> approval
     return approval
+
+
+def _addresses_by_module(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """module → id → {field: address}, from the sources that read addresses (verify=emails)."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in found:
+        out.setdefault(entry["module"], {}).update(entry.get("addresses") or {})
+    return out
 
 
 def _max_groups_hard_limit() -> int:
