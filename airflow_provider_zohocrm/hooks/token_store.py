@@ -16,7 +16,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from airflow_provider_zohocrm.zoho.auth import FileTokenStore, LeaseStatus
@@ -58,8 +58,13 @@ class AirflowVariableTokenStore:
         poll_seconds: float = 0.5,
         settle_seconds: float = 0.05,
         max_settle_seconds: float = 3.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.files = file_store or FileTokenStore()
+        #: wall clock (lease expiry), durations, pauses: a simulation replaces them (tests/unit/token_sim.py)
+        self.clock, self.monotonic, self.sleep = clock, monotonic, sleep
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
@@ -68,7 +73,7 @@ class AirflowVariableTokenStore:
         self._leased: set[str] = set()  # keys whose lease this process holds
         self._saved_under_lease: set[str] = set()
         self._observed: dict[str, str | None] = {}  # the store's blob a lease wait ended on ("changed")
-        #: per key, what the last Variable read held: (state blob, lease, time.monotonic() of the answer)
+        #: per key, what the last Variable read held: (state blob, lease, self.monotonic() of the answer)
         self._seen: dict[str, tuple[str | None, dict[str, Any] | None, float]] = {}
         self._calls = 0
         #: when a test or benchmark sets a list: (call, wall-clock start, seconds) of every Variable call
@@ -88,12 +93,12 @@ class AirflowVariableTokenStore:
         return Variable
 
     def _timed(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        wall = time.time()
-        started = time.monotonic()
+        wall = self.clock()
+        started = self.monotonic()
         try:
             return fn(*args, **kwargs)
         finally:
-            took = time.monotonic() - started
+            took = self.monotonic() - started
             if self.trace is not None:
                 self.trace.append((getattr(fn, "__name__", "call"), wall, took))
             self._calls += 1
@@ -119,7 +124,7 @@ class AirflowVariableTokenStore:
         """The shared Variable: (state blob, lease); remembered for the lease protocol. Raises on API errors."""
         raw = self._timed(self._variable().get, VARIABLE_PREFIX + key, default=None)
         state, lease = _unpack(raw)
-        self._seen[key] = (state, lease, time.monotonic())
+        self._seen[key] = (state, lease, self.monotonic())
         return state, lease
 
     def _write(self, key: str, state: str | None, lease: dict[str, Any] | None) -> None:
@@ -207,7 +212,7 @@ class AirflowVariableTokenStore:
     def _current(self, key: str) -> tuple[str | None, dict[str, Any] | None]:
         """The Variable as read within ``FRESH_READ_SECONDS`` (the caller's own store read), else read now."""
         seen = self._seen.get(key)
-        if seen is not None and time.monotonic() - seen[2] <= FRESH_READ_SECONDS:
+        if seen is not None and self.monotonic() - seen[2] <= FRESH_READ_SECONDS:
             return seen[0], seen[1]
         return self._read(key)
 
@@ -216,7 +221,7 @@ class AirflowVariableTokenStore:
         so the read that found the store without a usable token is also the read that found the lease free.
         A second claimer that read "free" before our claim landed lands its own within its read→write gap; the
         pause covers that gap (see the protocol)."""
-        started = time.monotonic()
+        started = self.monotonic()
         polls = 0
         try:
             while True:
@@ -226,13 +231,13 @@ class AirflowVariableTokenStore:
                         self._observed[key] = blob
                         return "changed"  # the holder finished: the caller finds its token (or its error)
                 state, lease = self._current(key)
-                if not _live(lease):
-                    until = time.time() + hold
+                if not _live(lease, self.clock()):
+                    until = self.clock() + hold
                     claim = {"owner": owner, "until": until, "host": socket.gethostname()}
                     self._write(key, state, claim)
                     settle = self._settle() + FRESH_READ_SECONDS
                     self.lease_stats["settle_max"] = max(self.lease_stats["settle_max"], settle)
-                    time.sleep(settle)  # let a concurrent claimer land before we read back
+                    self.sleep(settle)  # let a concurrent claimer land before we read back
                     now_state, lease = self._read(key)
                     if lease and lease.get("owner") == owner:
                         self.lease_stats["acquired"] += 1
@@ -243,11 +248,11 @@ class AirflowVariableTokenStore:
                         return "changed"
                 if not wait:
                     return "busy"
-                if time.monotonic() - started > 2 * hold:
+                if self.monotonic() - started > 2 * hold:
                     log.warning("Waited %.0f s for the Zoho token lease; refreshing without it.", 2 * hold)
                     return "unavailable"
                 self.lease_stats["waits"] += 1
-                time.sleep(min(self.poll_seconds, 0.025 * 2 ** min(polls // 8, 5)))  # 25 ms at first
+                self.sleep(min(self.poll_seconds, 0.025 * 2 ** min(polls // 8, 5)))  # 25 ms at first
                 polls += 1
         except Exception as exc:
             log.warning("Zoho token lease unavailable (%s); refreshing without it.", type(exc).__name__)
@@ -289,6 +294,6 @@ def _unpack(raw: object) -> tuple[str | None, dict[str, Any] | None]:
     return (str(state) if state else None), (lease if isinstance(lease, dict) else None)
 
 
-def _live(lease: dict[str, Any] | None) -> bool:
+def _live(lease: dict[str, Any] | None, now: float) -> bool:
     """A lease binds until it expires; a holder's save replaces it (the Variable then holds the bare blob)."""
-    return lease is not None and float(lease.get("until") or 0) >= time.time()
+    return lease is not None and float(lease.get("until") or 0) >= now

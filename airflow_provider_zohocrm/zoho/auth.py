@@ -718,7 +718,7 @@ class TokenManager:
         per 10 minutes: those are not retried. No attempt starts that could end past ``grant_budget``, and there
         is no wait after the last one.
         """
-        started = time.monotonic()
+        started = self.clock()
         failures: list[str] = []
         for attempt in range(GRANT_ATTEMPTS):
             try:
@@ -759,7 +759,7 @@ class TokenManager:
                 break
             wait = grant_backoff(attempt)
             one_more = worst_case_grant_seconds(self.timeout, 1)
-            if time.monotonic() - started + wait + one_more > self.grant_budget:
+            if self.clock() - started + wait + one_more > self.grant_budget:
                 break
             self.sleep(wait)
         raise ZohoTransportError(
