@@ -70,7 +70,7 @@ class AirflowVariableTokenStore:
         self.settle_seconds = settle_seconds
         self.max_settle_seconds = max_settle_seconds
         self._recent_calls: list[float] = []
-        self._leased: set[str] = set()  # keys whose lease this process holds
+        self._leased: dict[str, str] = {}  # key -> owner of the lease this process holds
         self._saved_under_lease: set[str] = set()
         self._observed: dict[str, str | None] = {}  # the store's blob a lease wait ended on ("changed")
         #: per key, what the last Variable read held: (state blob, lease, self.monotonic() of the answer)
@@ -122,10 +122,20 @@ class AirflowVariableTokenStore:
 
     def _read(self, key: str) -> tuple[str | None, dict[str, Any] | None]:
         """The shared Variable: (state blob, lease); remembered for the lease protocol. Raises on API errors."""
+        self._uncache(VARIABLE_PREFIX + key)
         raw = self._timed(self._variable().get, VARIABLE_PREFIX + key, default=None)
         state, lease = _unpack(raw)
         self._seen[key] = (state, lease, self.monotonic())
         return state, lease
+
+    @staticmethod
+    def _uncache(name: str) -> None:
+        """Drop this process's cached copy (``[secrets] use_cache``): a cached "free" read would let a claim
+        write a stale state over a fresh token, and a cached lease would keep a waiter waiting."""
+        with contextlib.suppress(Exception):
+            from airflow.sdk.execution_time.cache import SecretCache
+
+            SecretCache.invalidate_variable(name)
 
     def _write(self, key: str, state: str | None, lease: dict[str, Any] | None) -> None:
         """The shared Variable: the bare blob when no lease is held (what a reader of any version expects),
@@ -151,11 +161,18 @@ class AirflowVariableTokenStore:
         self.files.save(key, blob)
 
     def save(self, key: str, blob: str) -> None:
+        """The lease holder's save ends its lease (no release round trip). A save keeps a live lease of another
+        task that its caller's read just saw (an invalidation, a failure record, a refresh without the lease, a
+        holder whose claim interleaved with another's)."""
         self.files.save(key, blob)
         if self._use_variables():
-            self._write(key, blob, None)  # a save also ends any lease (no release round trip)
             if key in self._leased:
                 self._saved_under_lease.add(key)
+            seen = self._seen.get(key)
+            lease = seen[1] if seen is not None and _live(seen[1], self.clock()) else None
+            if lease is not None and lease.get("owner") == self._leased.get(key):
+                lease = None  # ours: the save ends it
+            self._write(key, blob, lease)
 
     def delete(self, key: str) -> None:
         self.files.delete(key)
@@ -193,12 +210,12 @@ class AirflowVariableTokenStore:
         owner = uuid.uuid4().hex
         status = self._acquire_lease(key, owner, max(hold_seconds, self.lease_seconds), wait, since)
         if status == "held":
-            self._leased.add(key)
+            self._leased[key] = owner
         try:
             yield status
         finally:
             if status == "held":
-                self._leased.discard(key)
+                self._leased.pop(key, None)
                 if key in self._saved_under_lease:
                     self._saved_under_lease.discard(key)  # the save replaced the lease already
                 else:
@@ -231,6 +248,9 @@ class AirflowVariableTokenStore:
                         self._observed[key] = blob
                         return "changed"  # the holder finished: the caller finds its token (or its error)
                 state, lease = self._current(key)
+                if (state or self.files.load(key)) != since:
+                    self._observed[key] = state  # saved since the caller's read: never claim from a stale state
+                    return "changed"
                 if not _live(lease, self.clock()):
                     until = self.clock() + hold
                     claim = {"owner": owner, "until": until, "host": socket.gethostname()}
