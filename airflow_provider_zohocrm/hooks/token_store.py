@@ -71,6 +71,7 @@ class AirflowVariableTokenStore:
         self.max_settle_seconds = max_settle_seconds
         self._recent_calls: list[float] = []
         self._leased: dict[str, str] = {}  # key -> owner of the lease this process holds
+        self._until: dict[str, float] = {}  # key -> when the lease this process holds ends
         self._saved_under_lease: set[str] = set()
         self._observed: dict[str, str | None] = {}  # the store's blob a lease wait ended on ("changed")
         #: per key, what the last Variable read held: (state blob, lease, self.monotonic() of the answer)
@@ -216,6 +217,7 @@ class AirflowVariableTokenStore:
         finally:
             if status == "held":
                 self._leased.pop(key, None)
+                self._until.pop(key, None)
                 if key in self._saved_under_lease:
                     self._saved_under_lease.discard(key)  # the save replaced the lease already
                 else:
@@ -243,13 +245,12 @@ class AirflowVariableTokenStore:
         try:
             while True:
                 if polls:
-                    blob = self.load(key)  # also reads the lease (one Variable)
-                    if blob != since:
-                        self._observed[key] = blob
-                        return "changed"  # the holder finished: the caller finds its token (or its error)
+                    self._read(key)  # the state and the lease in one Variable read; an error: "unavailable"
                 state, lease = self._current(key)
                 if (state or self.files.load(key)) != since:
-                    self._observed[key] = state  # saved since the caller's read: never claim from a stale state
+                    # the holder finished, or someone saved since the caller's read (never claim from a stale
+                    # state): the caller finds the token (or the error) in it
+                    self._observed[key] = state or self.files.load(key)
                     return "changed"
                 if not _live(lease, self.clock()):
                     until = self.clock() + hold
@@ -260,6 +261,7 @@ class AirflowVariableTokenStore:
                     self.sleep(settle)  # let a concurrent claimer land before we read back
                     now_state, lease = self._read(key)
                     if lease and lease.get("owner") == owner:
+                        self._until[key] = until
                         self.lease_stats["acquired"] += 1
                         return "held"
                     self.lease_stats["lost_race"] += 1
@@ -277,6 +279,10 @@ class AirflowVariableTokenStore:
         except Exception as exc:
             log.warning("Zoho token lease unavailable (%s); refreshing without it.", type(exc).__name__)
             return "unavailable"
+
+    def lease_until(self, key: str) -> float | None:
+        """When the lease this process holds on ``key`` ends (the grant under it must end before)."""
+        return self._until.get(key)
 
     def observed(self, key: str) -> str | None:
         """The store's blob that ended the last lease wait with "changed" (once; ``None`` if there is none)."""

@@ -70,6 +70,8 @@ REFRESH_MARGIN_JITTER = 0.5
 USABLE_FLOOR_SECONDS = 30.0
 #: Attempts of one token POST; only failures that cannot have reached Zoho are retried (see ``_post``).
 GRANT_ATTEMPTS = 3
+#: A lease outlasts the grant it protects by this much: the time to save the grant's result.
+SAVE_SECONDS = 15.0
 #: Environment variable naming the machine-local token cache directory (overrides the temp-dir default).
 TOKEN_CACHE_DIR_ENV = "ZOHOCRM_TOKEN_CACHE_DIR"  # noqa: S105 - a variable name, not a secret
 
@@ -401,6 +403,7 @@ class TokenManager:
         self._last_blob: str | None = None  # the shared blob last read (to notice a change, to copy locally)
         self._masked: set[str] = set()
         self._lock = threading.Lock()
+        self._deadline: float | None = None  # the next grant's deadline (set when its lease is asked for)
         if on_secret:
             on_secret(credentials.client_secret)
             on_secret(credentials.refresh_token)
@@ -645,18 +648,21 @@ class TokenManager:
         with cast(contextlib.AbstractContextManager[bool], try_lock(self.key)) as locked:
             yield locked
 
-    def _lease(
-        self, *, wait: bool, since: str | None = None
-    ) -> contextlib.AbstractContextManager[LeaseStatus]:
+    @contextlib.contextmanager
+    def _lease(self, *, wait: bool, since: str | None = None) -> Iterator[LeaseStatus]:
+        """The store's cross-machine lease, if it has one; a grant under it ends before the lease does."""
         lease = getattr(self.store, "lease", None)
         if lease is None:
-            held: LeaseStatus = "held"
-            return contextlib.nullcontext(held)
-        hold = self.grant_budget + 15.0  # the grant, then saving its result
-        return cast(
-            contextlib.AbstractContextManager[LeaseStatus],
-            lease(self.key, hold_seconds=hold, wait=wait, since=since),
-        )
+            yield "held"
+            return
+        hold = self.grant_budget + SAVE_SECONDS  # the grant, then saving its result
+        with lease(self.key, hold_seconds=hold, wait=wait, since=since) as status:
+            until = getattr(self.store, "lease_until", lambda key: None)(self.key) if status == "held" else None
+            self._deadline = float(until) - SAVE_SECONDS if until else None
+            try:
+                yield cast(LeaseStatus, status)
+            finally:
+                self._deadline = None
 
     def _share_locally(self) -> None:
         """Copy the shared state just read into this machine's cache, so this machine's other processes find it
@@ -753,15 +759,21 @@ class TokenManager:
         Retried only when the request cannot have reached Zoho: the connection was never made (DNS, refused,
         TLS handshake, connect timeout), or Zoho answered 503 (it did not process the request). A read timeout,
         a reset after sending, or another 5xx may have minted a token, and each grant counts against Zoho's 10
-        per 10 minutes: those are not retried. No attempt starts that could end past ``grant_budget``, and there
-        is no wait after the last one.
+        per 10 minutes: those are not retried. The whole grant ends by its deadline (``grant_budget`` after the
+        lease was asked for, so the lease outlasts it), no attempt starts that could end past it, and there is no
+        wait after the last one.
         """
-        started = self.clock()
+        deadline, self._deadline = self._deadline or self.clock() + self.grant_budget, None
         failures: list[str] = []
         for attempt in range(GRANT_ATTEMPTS):
+            if deadline <= self.clock():
+                raise ZohoTransportError(
+                    "The token request was not sent: its deadline passed before (the process was paused longer"
+                    " than the lease that protects the grant). Run the task again."
+                )
             try:
                 response = self.run_within(
-                    started + self.grant_budget - self.clock(),
+                    deadline - self.clock(),
                     lambda: self.session.post(url, timeout=self.timeout, auth=None, allow_redirects=False, **kwargs),
                 )
             except DeadlinePassed:
@@ -804,7 +816,7 @@ class TokenManager:
                 break
             wait = grant_backoff(attempt)
             one_more = worst_case_grant_seconds(self.timeout, 1)
-            if self.clock() - started + wait + one_more > self.grant_budget:
+            if self.clock() + wait + one_more > deadline:
                 break
             self.sleep(wait)
         raise ZohoTransportError(

@@ -114,6 +114,7 @@ class Post:
     token: str | None = None
     failed_window: float = 0.0
     unavailable: bool = False  #: the poster's lease was "unavailable" (Variable API errors)
+    var_errors: int = 0  #: the poster's Variable errors so far (one after the POST: its record may be lost)
 
 
 @dataclass
@@ -141,6 +142,7 @@ class Actor:
         self.last_read = -1  #: the Variable version this actor's last read saw
         self.last_read_stale = False  #: that read came from the process's cache (``use_cache``)
         self.last_value: str | None = None  #: what the Variable API answered to its last read
+        self.var_errors = 0  #: Variable calls of this actor that failed
         self.claim: Claim | None = None
         self.lease_status: str | None = None
         self.deadline: float | None = None
@@ -415,7 +417,11 @@ class Sim:
         side refreshed without the lease (Variable API errors) on another machine."""
         if actor.claim is not None and actor.claim.interleaves(other.claim):
             return True
-        return (actor.lease_status == "unavailable" or other.unavailable) and other.machine != actor.machine
+        if other.failed_window and any(c.interleaves(other.claim) for c in self.owners.values()):
+            return True  # a failure record may be overwritten by the other claimer's read-modify-write
+        lost_record = self.actors[other.actor].var_errors > other.var_errors if other.actor >= 0 else False
+        without_lease = actor.lease_status == "unavailable" or other.unavailable or lost_record
+        return without_lease and other.machine != actor.machine
 
     def check_failure(self, actor: Actor, exc: Exception) -> None:
         """I2: no task fails while a usable token is in a place it reads. I5: the error names the first 401."""
@@ -497,9 +503,11 @@ class FakeVariables:
 
     def _fails(self) -> bool:
         sim = self.sim
-        return not sim.variable_up() or (
+        fails = not sim.variable_up() or (
             sim.sc.variable_fail_rate > 0 and sim.rng.random() < sim.sc.variable_fail_rate
         )
+        sim.current().var_errors += fails
+        return fails
 
     def get(self, key: str, default: Any = None) -> Any:
         sim = self.sim
@@ -662,7 +670,7 @@ class FakeAccounts:
             sim.sleep(TIMEOUT[0])
             raise requests.exceptions.ConnectTimeout("connect timeout")
         post = Post(actor.idx, actor.machine, sim.now, behaviour, actor.claim)
-        post.unavailable = actor.lease_status == "unavailable"
+        post.unavailable, post.var_errors = actor.lease_status == "unavailable", actor.var_errors
         if behaviour != "503":
             sim.check_grant(actor, post)
         sim.posts.append(post)
