@@ -124,6 +124,7 @@ class AirflowVariableTokenStore:
     def _read(self, key: str) -> tuple[str | None, dict[str, Any] | None]:
         """The shared Variable: (state blob, lease); remembered for the lease protocol. Raises on API errors."""
         self._uncache(VARIABLE_PREFIX + key)
+        self._seen.pop(key, None)  # until this read succeeds, nothing is known of the Variable
         raw = self._timed(self._variable().get, VARIABLE_PREFIX + key, default=None)
         state, lease = _unpack(raw)
         self._seen[key] = (state, lease, self.monotonic())
@@ -164,12 +165,14 @@ class AirflowVariableTokenStore:
     def save(self, key: str, blob: str) -> None:
         """The lease holder's save ends its lease (no release round trip). A save keeps a live lease of another
         task that its caller's read just saw (an invalidation, a failure record, a refresh without the lease, a
-        holder whose claim interleaved with another's)."""
+        holder whose claim interleaved with another's). Without such a read it writes this machine's copy only."""
         self.files.save(key, blob)
         if self._use_variables():
+            seen = self._seen.get(key)
             if key in self._leased:
                 self._saved_under_lease.add(key)
-            seen = self._seen.get(key)
+            elif seen is None:
+                return  # the caller's read failed: a blind write could end a lease it cannot see
             lease = seen[1] if seen is not None and _live(seen[1], self.clock()) else None
             if lease is not None and lease.get("owner") == self._leased.get(key):
                 lease = None  # ours: the save ends it
