@@ -117,6 +117,7 @@ class Post:
     failed_window: float = 0.0
     unavailable: bool = False  #: the poster's lease was "unavailable" (Variable API errors)
     var_errors: int = 0  #: the poster's Variable errors so far (one after the POST: its record may be lost)
+    record_lost: bool = False  #: its failure record was overwritten by a write based on an older read
 
 
 @dataclass
@@ -479,7 +480,7 @@ class Sim:
         side refreshed without the lease (Variable API errors) on another machine."""
         if actor.claim is not None and actor.claim.interleaves(other.claim):
             return True
-        if other.failed_window and any(c.interleaves(other.claim) for c in self.owners.values()):
+        if other.failed_window and (other.record_lost or any(c.interleaves(other.claim) for c in self.owners.values())):
             return True  # a failure record may be overwritten by the other claimer's read-modify-write
         lost_record = self.actors[other.actor].var_errors > other.var_errors if other.actor >= 0 else False
         without_lease = actor.lease_status == "unavailable" or other.unavailable or lost_record
@@ -516,6 +517,9 @@ class Sim:
         new_lease = _lease_of(value)
         self.version += 1
         old_token, new_token = self.decode(old).get("access_token"), self.decode(value).get("access_token")
+        if self.decode(old).get("blocked") and not self.decode(value).get("blocked") and actor.last_read < self.version - 1:
+            for post in self.posts:  # a failure record lost to a write based on an older read (a race it cannot see)
+                post.record_lost = post.record_lost or bool(post.failed_window and post.end)
         if new_token and new_token not in self.written_at:
             self.written_at[new_token] = self.version
         if old_token and old_token != new_token and self.valid(old_token):
@@ -528,7 +532,9 @@ class Sim:
                     f"{self.minted[old_token].post.actor}) with a state based on"
                     + (" a cached (stale) read" if actor.last_read_stale else " a read that showed it")
                 )
-        if new_lease and (old_lease is None or old_lease["owner"] != new_lease["owner"]):
+        known = self.owners.get(new_lease["owner"]) if new_lease else None
+        is_claim = known is None or (known.actor == actor.idx and (old_lease or {}).get("owner") != new_lease["owner"])
+        if new_lease and is_claim:  # (a write that keeps another task's lease is not a claim)
             claim = Claim(actor.idx, actor.last_read, self.version, new_lease["owner"], actor.last_read_stale)
             self.owners[new_lease["owner"]] = claim
             actor.claim = claim
