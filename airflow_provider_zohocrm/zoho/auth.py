@@ -322,7 +322,7 @@ class TokenStats:
     kept_tokens: int = 0
 
 
-class DeadlinePassed(Exception):  # noqa: N818 - not an error of ours: the signal to stop waiting
+class DeadlinePassed(Exception):
     """A call did not return by its deadline (it may still be running: its result is dropped)."""
 
 
@@ -448,30 +448,30 @@ class TokenManager:
     def invalidate(self, token_value: str, message: str = "") -> bool:
         """Zoho's API rejected ``token_value`` (its answer: ``message``): forget it here and in the store.
 
-        True if a new token is worth a try. A token granted moments ago and rejected at once is not stale (say,
-        the api_domain is another org's): another grant would be rejected too, and one per task try burns
-        Zoho's 10 per 10 minutes. That rejection is recorded instead, so every task stops with its message."""
+        True if another token is worth a try. A token rejected moments after it was granted may just have been
+        revoked, so it is replaced once; when that replacement is rejected at once too, the tokens are not stale
+        (say, the api_domain is another org's): another grant per task try would burn Zoho's 10 per 10
+        minutes. That rejection is recorded instead, so every task stops with its message."""
         self.stats.invalidations += 1
         with self._lock, self.store.lock(self.key):
             now = self.clock()
             local, state = self._decode(self._load_local()), self._load_state()
-            tokens = [t for t in (self._memory, local.get("token"), state.get("token")) if isinstance(t, AccessToken)]
+            shared, blocked = state.get("token"), state.get("blocked")
+            tokens = [t for t in (self._memory, local.get("token"), shared) if isinstance(t, AccessToken)]
             rejected = next((t for t in tokens if t.value == token_value), None)
             if self._memory and self._memory.value == token_value:
                 self._memory = None
-            just_granted = rejected is not None and now - rejected.issued_at < REJECTED_AT_ONCE_SECONDS
-            blocked = state.get("blocked")
-            if just_granted:
-                blocked = {"kind": "rejected", "message": message, "status": 401, "code": "INVALID_TOKEN"}
-                blocked["until"] = now + REFUSAL_MEMORY_SECONDS
-            shared = state.get("token")
-            if isinstance(shared, AccessToken) and shared.value == token_value or just_granted:
-                keep = shared if isinstance(shared, AccessToken) and shared.value != token_value else None
-                self._save_state(keep, blocked)  # outside the lease: the store keeps another task's lease
-            elif isinstance(local.get("token"), AccessToken) and local["token"].value == token_value:
+            if isinstance(shared, AccessToken) and shared.value != token_value:
                 self._last_blob = self._encode(None, local.get("blocked"))
                 self._share_locally()  # the shared store holds another token already: fix this machine's copy
-        return not just_granted
+                return True
+            retry = True
+            if rejected is not None and now - rejected.issued_at < REJECTED_AT_ONCE_SECONDS:
+                kind = "rejected" if (blocked or {}).get("kind") == "suspect" else "suspect"
+                retry = kind == "suspect"  # the first is replaced once; the replacement's rejection is final
+                blocked = {"kind": kind, "message": message, "until": now + REFUSAL_MEMORY_SECONDS}
+            self._save_state(None, blocked)  # outside the lease: the store keeps another task's lease
+            return retry
 
     def revoke_refresh_token(self) -> None:
         """Revoke the refresh token at Zoho (ends every access token minted from it) and clear the cache."""
@@ -594,7 +594,7 @@ class TokenManager:
         """A grant failed, was throttled or refused, or a new token was rejected, a moment ago: fail the same
         way without asking Zoho (asking again would extend a throttle or burn a grant)."""
         now = self.clock()
-        blocked = state.get("blocked")
+        blocked: dict[str, Any] = state.get("blocked") or {}
         if not _blocked(state, now):
             return
         left = float(blocked["until"]) - now
@@ -626,6 +626,7 @@ class TokenManager:
         now = self.clock()
         state = self._load_state()
         token = state.get("token") if isinstance(state.get("token"), AccessToken) else None
+        blocked: dict[str, Any]
         if isinstance(exc, ZohoTokenThrottledError):
             blocked = {"kind": "throttled", "until": now + exc.retry_after}
         elif isinstance(exc, ZohoRefreshTokenError | ZohoInvalidClientError):
@@ -633,7 +634,7 @@ class TokenManager:
             blocked["until"] = now + REFUSAL_MEMORY_SECONDS
         else:
             blocked = {"kind": "failed", "message": exc.message, "until": now + FAILED_GRANT_BACKOFF_SECONDS}
-        if _blocked(state, now) and float(state["blocked"]["until"]) > blocked["until"]:
+        if _blocked(state, now) and float(state["blocked"]["until"]) > float(blocked["until"]):
             blocked = state["blocked"]  # a longer block (a throttle) recorded meanwhile stays
         self._save_state(token, blocked)
         return token if token is not None and self._usable(token, now) else None
@@ -657,7 +658,9 @@ class TokenManager:
             return
         hold = self.grant_budget + SAVE_SECONDS  # the grant, then saving its result
         with lease(self.key, hold_seconds=hold, wait=wait, since=since) as status:
-            until = getattr(self.store, "lease_until", lambda key: None)(self.key) if status == "held" else None
+            until = (
+                getattr(self.store, "lease_until", lambda key: None)(self.key) if status == "held" else None
+            )
             self._deadline = float(until) - SAVE_SECONDS if until else None
             try:
                 yield cast(LeaseStatus, status)
@@ -724,6 +727,10 @@ class TokenManager:
         return {"token": token, "blocked": blocked if isinstance(blocked, dict) else None}
 
     def _save_state(self, token: AccessToken | None, blocked: dict[str, Any] | None = None) -> None:
+        if token is not None and blocked is None:  # a new token keeps the note that the last one was rejected
+            prior = self._decode(self._last_blob).get("blocked") or {}
+            if prior.get("kind") == "suspect" and float(prior.get("until") or 0) > self.clock():
+                blocked = prior
         blob = self._encode(token, blocked)
         try:
             self.store.save(self.key, blob)
@@ -774,7 +781,9 @@ class TokenManager:
             try:
                 response = self.run_within(
                     deadline - self.clock(),
-                    lambda: self.session.post(url, timeout=self.timeout, auth=None, allow_redirects=False, **kwargs),
+                    lambda: self.session.post(
+                        url, timeout=self.timeout, auth=None, allow_redirects=False, **kwargs
+                    ),
                 )
             except DeadlinePassed:
                 raise GrantNotAnsweredError(
@@ -893,7 +902,7 @@ class TokenManager:
 
 def _blocked(state: dict[str, Any], now: float) -> bool:
     blocked = state.get("blocked") or {}
-    return float(blocked.get("until") or 0) > now
+    return blocked.get("kind") != "suspect" and float(blocked.get("until") or 0) > now
 
 
 def _rejected(message: str) -> str:
