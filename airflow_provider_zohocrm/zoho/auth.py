@@ -59,7 +59,7 @@ REFUSAL_MEMORY_SECONDS = 600.0
 #: After a grant that failed or went unanswered, nobody asks Zoho again for this long (each failed grant may
 #: still count against the 10 per 10 minutes); tasks with a working token keep it, others fail with the cause.
 FAILED_GRANT_BACKOFF_SECONDS = 60.0
-#: A token Zoho's API rejects this soon after it was granted is not stale: its rejection is recorded, not retried.
+#: A replacement token Zoho's API rejects this soon after it was granted is not stale: its rejection is recorded.
 REJECTED_AT_ONCE_SECONDS = 60.0
 #: Refresh this long before expiry, so a token never expires in the middle of a task's batches.
 DEFAULT_REFRESH_MARGIN_SECONDS = 300.0
@@ -445,13 +445,12 @@ class TokenManager:
             return self._refresh_early(usable, state)
         return self._refresh_now()
 
-    def invalidate(self, token_value: str, message: str = "") -> bool:
+    def invalidate(self, token_value: str, message: str = "", *, final: bool = False) -> None:
         """Zoho's API rejected ``token_value`` (its answer: ``message``): forget it here and in the store.
 
-        True if another token is worth a try. A token rejected moments after it was granted may just have been
-        revoked, so it is replaced once; when that replacement is rejected at once too, the tokens are not stale
-        (say, the api_domain is another org's): another grant per task try would burn Zoho's 10 per 10
-        minutes. That rejection is recorded instead, so every task stops with its message."""
+        ``final``: the token replaced a rejected one and was rejected at once too. If it was granted moments ago
+        it is not stale (say, the api_domain is another org's): another grant per task try would burn Zoho's 10
+        per 10 minutes, so the rejection is recorded and every task stops with its message."""
         self.stats.invalidations += 1
         with self._lock, self.store.lock(self.key):
             now = self.clock()
@@ -461,17 +460,14 @@ class TokenManager:
             rejected = next((t for t in tokens if t.value == token_value), None)
             if self._memory and self._memory.value == token_value:
                 self._memory = None
-            if isinstance(shared, AccessToken) and shared.value != token_value:
+            if final and rejected is not None and now - rejected.issued_at < REJECTED_AT_ONCE_SECONDS:
+                blocked = {"kind": "rejected", "message": message, "until": now + REFUSAL_MEMORY_SECONDS}
+            elif isinstance(shared, AccessToken) and shared.value != token_value:
                 self._last_blob = self._encode(None, local.get("blocked"))
                 self._share_locally()  # the shared store holds another token already: fix this machine's copy
-                return True
-            retry = True
-            if rejected is not None and now - rejected.issued_at < REJECTED_AT_ONCE_SECONDS:
-                kind = "rejected" if (blocked or {}).get("kind") == "suspect" else "suspect"
-                retry = kind == "suspect"  # the first is replaced once; the replacement's rejection is final
-                blocked = {"kind": kind, "message": message, "until": now + REFUSAL_MEMORY_SECONDS}
-            self._save_state(None, blocked)  # outside the lease: the store keeps another task's lease
-            return retry
+                return
+            keep = shared if isinstance(shared, AccessToken) and shared.value != token_value else None
+            self._save_state(keep, blocked)  # outside the lease: the store keeps another task's lease
 
     def revoke_refresh_token(self) -> None:
         """Revoke the refresh token at Zoho (ends every access token minted from it) and clear the cache."""
@@ -727,10 +723,6 @@ class TokenManager:
         return {"token": token, "blocked": blocked if isinstance(blocked, dict) else None}
 
     def _save_state(self, token: AccessToken | None, blocked: dict[str, Any] | None = None) -> None:
-        if token is not None and blocked is None:  # a new token keeps the note that the last one was rejected
-            prior = self._decode(self._last_blob).get("blocked") or {}
-            if prior.get("kind") == "suspect" and float(prior.get("until") or 0) > self.clock():
-                blocked = prior
         blob = self._encode(token, blocked)
         try:
             self.store.save(self.key, blob)
@@ -902,7 +894,7 @@ class TokenManager:
 
 def _blocked(state: dict[str, Any], now: float) -> bool:
     blocked = state.get("blocked") or {}
-    return blocked.get("kind") != "suspect" and float(blocked.get("until") or 0) > now
+    return float(blocked.get("until") or 0) > now
 
 
 def _rejected(message: str) -> str:

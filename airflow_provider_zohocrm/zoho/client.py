@@ -204,8 +204,9 @@ class ZohoCRMClient:
             if status == 401 and code in ("INVALID_TOKEN", "AUTHENTICATION_FAILURE"):
                 first_401 = first_401 or f"{code}: {message}"
                 used = token_from_request(response.request)
-                # a stale token is dropped and replaced once; one Zoho had just issued is not stale: stop
-                if used and self.tokens.invalidate(used, first_401) and auth_try == 0:
+                if used:  # dropped and replaced once; when the replacement is rejected too, that is recorded
+                    self.tokens.invalidate(used, first_401, final=auth_try == 1)
+                if auth_try == 0:
                     continue
                 raise ZohoAuthError(
                     f"Zoho rejected the access token on {method} {_redact_path(path)} ({first_401}). Check that"

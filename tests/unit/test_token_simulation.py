@@ -130,9 +130,7 @@ def test_a_persistent_401_costs_one_grant_and_names_the_first_answer(tmp_path: P
     scenario = ts.Scenario("401-retries", plans=[[C, C]] * 3, machines=2, api_rejects=True)
     sim = ts.replay(scenario, [], tmp_path)
     grants = [p for p in sim.posts if p.behaviour == "ok"]
-    assert len(grants) == 2, (
-        f"{len(grants)} grants: the first token, then one more (it may have been revoked)"
-    )
+    assert 1 <= len(grants) <= 2, f"{len(grants)} grants: the first token, then at most one more"
     errors = [text for actor in sim.actors for kind, text in actor.outcomes if kind == "error"]
     assert len(errors) == 6
     assert all("invalid oauth token (API at t+" in text for text in errors), errors
