@@ -8,11 +8,19 @@ Numbers (schedules, time) are printed; run with ``-s`` to see them. Nothing here
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.unit import token_sim as ts
+
+
+@pytest.fixture(autouse=True)
+def _quiet_provider_logs() -> Iterator[None]:
+    with ts.quiet_provider_logs():
+        yield
+
 
 C = ts.CALL
 

@@ -37,7 +37,19 @@ from airflow_provider_zohocrm.zoho.client import RetryPolicy, ZohoCRMClient
 from airflow_provider_zohocrm.zoho.datacenters import resolve_endpoints
 from airflow_provider_zohocrm.zoho.errors import ZohoAuthError
 
-logging.getLogger("airflow_provider_zohocrm").setLevel(logging.ERROR)  # the runs' warnings are expected
+
+@contextlib.contextmanager
+def quiet_provider_logs() -> Iterator[None]:
+    """The runs' warnings are expected: silence them for a run, and give the level back (a test after this one
+    that captures the provider's warnings must still see them)."""
+    logger = logging.getLogger("airflow_provider_zohocrm")
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
 
 START = 1_700_000_000.0
 LIFETIME = 3600.0  #: what the fake accounts server grants
