@@ -402,6 +402,7 @@ class TokenManager:
         self._memory: AccessToken | None = None
         self._last_blob: str | None = None  # the shared blob last read (to notice a change, to copy locally)
         self._masked: set[str] = set()
+        self._rejected: set[str] = set()  # tokens Zoho's API rejected (see ``invalidate``)
         self._lock = threading.Lock()
         self._deadline: float | None = None  # the next grant's deadline (set when its lease is asked for)
         if on_secret:
@@ -429,7 +430,11 @@ class TokenManager:
             return token
         # this machine's copy first (no Task API call)
         local = self._decode(self._load_local()).get("token")
-        if isinstance(local, AccessToken) and not self._wants_refresh(local, now):
+        if (
+            isinstance(local, AccessToken)
+            and local.value not in self._rejected
+            and not self._wants_refresh(local, now)
+        ):
             return self._shared_hit(local)
         if self._best_usable(token, local, now=now) is None:
             # Nothing usable here: wait for this machine's lock before asking the shared store, so that one
@@ -437,7 +442,11 @@ class TokenManager:
             return self._refresh_now()
         state = self._load_state()
         shared = state.get("token")
-        if isinstance(shared, AccessToken) and not self._wants_refresh(shared, now):
+        if (
+            isinstance(shared, AccessToken)
+            and shared.value not in self._rejected
+            and not self._wants_refresh(shared, now)
+        ):
             self._share_locally()
             return self._shared_hit(shared)
         usable = self._best_usable(token, local, shared, now=now)
@@ -445,29 +454,25 @@ class TokenManager:
             return self._refresh_early(usable, state)
         return self._refresh_now()
 
-    def invalidate(self, token_value: str, message: str = "", *, final: bool = False) -> None:
-        """Zoho's API rejected ``token_value`` (its answer: ``message``): forget it here and in the store.
+    def invalidate(
+        self, token_value: str, message: str = "", *, final: bool = False, accepted: bool = False
+    ) -> None:
+        """Zoho's API rejected ``token_value`` (its answer: ``message``): replace it, once for every task.
 
-        ``final``: the token replaced a rejected one and was rejected at once too. If it was granted moments ago
-        it is not stale (say, the api_domain is another org's): another grant per task try would burn Zoho's 10
-        per 10 minutes, so the rejection is recorded and every task stops with its message."""
+        Like a refresh, under this machine's lock and the lease: if the store holds another token already,
+        that one is used; only the lease holder replaces the rejected token. A token granted moments ago and
+        rejected at once is not stale (say, the api_domain is another org's): it is replaced once, and when
+        the replacement is rejected at once too the rejection is recorded, so every task stops with the first
+        401's message instead of burning Zoho's 10 grants per 10 minutes. ``final``: the caller will not
+        retry, so no replacement is granted for it (the rejected token is dropped, or its rejection recorded).
+        ``accepted``: the caller saw Zoho accept this token before (it was revoked or expired since, so its
+        rejection is not "at once")."""
         self.stats.invalidations += 1
-        with self._lock, self.store.lock(self.key):
-            now = self.clock()
-            local, state = self._decode(self._load_local()), self._load_state()
-            shared, blocked = state.get("token"), state.get("blocked")
-            tokens = [t for t in (self._memory, local.get("token"), shared) if isinstance(t, AccessToken)]
-            rejected = next((t for t in tokens if t.value == token_value), None)
+        with self._lock:
+            self._rejected.add(token_value)  # never used again by this process, wherever it is found
             if self._memory and self._memory.value == token_value:
                 self._memory = None
-            if final and rejected is not None and now - rejected.issued_at < REJECTED_AT_ONCE_SECONDS:
-                blocked = {"kind": "rejected", "message": message, "until": now + REFUSAL_MEMORY_SECONDS}
-            elif isinstance(shared, AccessToken) and shared.value != token_value:
-                self._last_blob = self._encode(None, local.get("blocked"))
-                self._share_locally()  # the shared store holds another token already: fix this machine's copy
-                return
-            keep = shared if isinstance(shared, AccessToken) and shared.value != token_value else None
-            self._save_state(keep, blocked)  # outside the lease: the store keeps another task's lease
+        self._single_flight(_Rejection(token_value, message, final, accepted))
 
     def revoke_refresh_token(self) -> None:
         """Revoke the refresh token at Zoho (ends every access token minted from it) and clear the cache."""
@@ -491,7 +496,11 @@ class TokenManager:
         return token.fresh_for(min(USABLE_FLOOR_SECONDS, token.lifetime / 10), now)
 
     def _best_usable(self, *tokens: object, now: float) -> AccessToken | None:
-        candidates = [t for t in tokens if isinstance(t, AccessToken) and self._usable(t, now)]
+        candidates = [
+            t
+            for t in tokens
+            if isinstance(t, AccessToken) and t.value not in self._rejected and self._usable(t, now)
+        ]
         return max(candidates, key=lambda t: t.expires_at) if candidates else None
 
     def _shared_hit(self, token: AccessToken) -> AccessToken:
@@ -539,8 +548,15 @@ class TokenManager:
             self._lock.release()
 
     def _refresh_now(self) -> AccessToken:
-        """No working token in this process or this machine's copy: under this machine's lock, take what the
-        previous holder left, else the shared store's token, else wait for whoever refreshes, or refresh."""
+        """No working token in this process or this machine's copy: see :meth:`_single_flight`."""
+        token = self._single_flight(None)
+        if token is None:  # pragma: no cover - only an invalidation ends without a token
+            raise AssertionError("no token")
+        return token
+
+    def _single_flight(self, rejected: _Rejection | None) -> AccessToken | None:
+        """Under this machine's lock, take what the previous holder left, else the shared store's token, else
+        wait for whoever refreshes, or refresh (or, for ``rejected``, replace the token Zoho rejected)."""
         wait_unlocked = getattr(self.store, "wait_unlocked", None)
         if wait_unlocked is not None and wait_unlocked(self.key):
             # another process of this machine was at work: what it left is usually a token for all of us
@@ -559,15 +575,44 @@ class TokenManager:
                 if found:
                     self._share_locally()
                     return found
-                self._raise_if_blocked(state)
-                self._raise_if_blocked(local)  # this machine's failure (its Variable write may have failed)
+                if rejected is not None and rejected.final:
+                    if not (_holds(state, rejected.value) or _holds(local, rejected.value)):
+                        return None  # gone already (replaced, dropped or recorded by another task)
+                else:
+                    self._raise_if_blocked(state)
+                    self._raise_if_blocked(
+                        local
+                    )  # this machine's failure (its Variable write may have failed)
                 with self._lease(wait=True, since=self._last_blob) as status:
                     if status != "changed":
                         # the lease's own read matched ours (``since``): it is the state we refresh from
-                        return self._grant_and_share()
+                        return self._replace(state, local, rejected)
                 # the holder finished: look at what it left (read by the lease wait: no second round trip)
                 state = self._observed_state()
-            return self._grant_and_share()
+            return self._replace(state, local, rejected)
+
+    def _replace(
+        self, state: dict[str, Any], local: dict[str, Any], rejected: _Rejection | None
+    ) -> AccessToken | None:
+        """The lease holder's step: grant, or (the stored token is the rejected one) drop it or record that a
+        replacement was rejected at once. The shared state first; this machine's copy if only it holds the
+        rejected token (the Variable write that shared it failed)."""
+        where = next((s for s in (state, local) if rejected and _holds(s, rejected.value)), None)
+        if rejected is None or where is None:
+            return None if rejected is not None and rejected.final else self._grant_and_share()
+        now, token = self.clock(), cast(AccessToken, where["token"])
+        at_once = now - token.issued_at < REJECTED_AT_ONCE_SECONDS
+        first_401 = str(where.get("replaces") or "")  # the token replaced one rejected at once
+        if at_once and ((first_401 and not rejected.accepted) or rejected.final):
+            blocked = {"kind": "rejected", "message": first_401 or rejected.message}
+            self._save_state(None, {**blocked, "until": now + REFUSAL_MEMORY_SECONDS})
+            if rejected.final:
+                return None
+            self._raise_if_blocked({"blocked": {**blocked, "until": now + REFUSAL_MEMORY_SECONDS}})
+        if rejected.final:
+            self._save_state(None, state.get("blocked"))
+            return None
+        return self._grant_and_share(replaces=rejected.message if at_once else "")
 
     def _observed_state(self) -> dict[str, Any]:
         """The shared state a lease wait ended on ("changed"), without reading it again if the store kept it."""
@@ -580,8 +625,10 @@ class TokenManager:
 
     def _fresh_or_usable(self, shared: object, *, fresh: bool = False) -> AccessToken | None:
         now = self.clock()
-        if isinstance(shared, AccessToken) and (
-            not self._wants_refresh(shared, now) if fresh else self._usable(shared, now)
+        if (
+            isinstance(shared, AccessToken)
+            and shared.value not in self._rejected
+            and (not self._wants_refresh(shared, now) if fresh else self._usable(shared, now))
         ):
             return self._shared_hit(shared)
         return None
@@ -604,7 +651,8 @@ class TokenManager:
             raise ZohoAuthError(_rejected(message) + note, status=401, code="INVALID_TOKEN")
         raise ZohoTransportError(f"The last token request failed: {message}{note}")
 
-    def _grant_and_share(self) -> AccessToken:
+    def _grant_and_share(self, *, replaces: str = "") -> AccessToken:
+        """Grant and save; ``replaces``: the 401 of a token rejected at once that this one replaces."""
         try:
             token = self._grant()
         except ZohoCRMError as exc:
@@ -612,7 +660,7 @@ class TokenManager:
             if found:  # another process saved a working token meanwhile (no lease, or claims interleaved)
                 return self._shared_hit(found)
             raise
-        self._save_state(token)
+        self._save_state(token, replaces=replaces)
         self._remember(token)
         return token
 
@@ -622,6 +670,8 @@ class TokenManager:
         now = self.clock()
         state = self._load_state()
         token = state.get("token") if isinstance(state.get("token"), AccessToken) else None
+        if token is not None and token.value in self._rejected:
+            token = None  # Zoho's API rejected it: nobody should use it
         blocked: dict[str, Any]
         if isinstance(exc, ZohoTokenThrottledError):
             blocked = {"kind": "throttled", "until": now + exc.retry_after}
@@ -720,17 +770,27 @@ class TokenManager:
         blocked = data.get("blocked")
         if not blocked and data.get("throttled_until"):  # written by an older version
             blocked = {"kind": "throttled", "until": float(data["throttled_until"])}
-        return {"token": token, "blocked": blocked if isinstance(blocked, dict) else None}
+        return {
+            "token": token,
+            "blocked": blocked if isinstance(blocked, dict) else None,
+            "replaces": str(data.get("replaces") or "") if token else "",
+        }
 
-    def _save_state(self, token: AccessToken | None, blocked: dict[str, Any] | None = None) -> None:
-        blob = self._encode(token, blocked)
+    def _save_state(
+        self, token: AccessToken | None, blocked: dict[str, Any] | None = None, *, replaces: str = ""
+    ) -> None:
+        blob = self._encode(token, blocked, replaces=replaces)
         try:
             self.store.save(self.key, blob)
         except Exception as exc:
             log.warning("Could not share the Zoho token (%s); other tasks may refresh.", type(exc).__name__)
 
-    def _encode(self, token: AccessToken | None, blocked: dict[str, Any] | None = None) -> str:
+    def _encode(
+        self, token: AccessToken | None, blocked: dict[str, Any] | None = None, *, replaces: str = ""
+    ) -> str:
         data: dict[str, Any] = {"blocked": blocked} if blocked else {}
+        if token and replaces:
+            data["replaces"] = replaces  # the 401 of the token this one replaced (see ``invalidate``)
         if token:
             data.update(
                 access_token=token.value,
@@ -890,6 +950,22 @@ class TokenManager:
             status=status,
             code=error or None,
         )
+
+
+@dataclass(frozen=True)
+class _Rejection:
+    """A token Zoho's API rejected, its answer, whether the caller will retry with a replacement, and whether
+    the caller saw the API accept it before."""
+
+    value: str = field(repr=False)
+    message: str
+    final: bool
+    accepted: bool
+
+
+def _holds(state: dict[str, Any], value: str) -> bool:
+    token = state.get("token")
+    return isinstance(token, AccessToken) and token.value == value
 
 
 def _blocked(state: dict[str, Any], now: float) -> bool:

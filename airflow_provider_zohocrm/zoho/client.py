@@ -5,6 +5,7 @@ Free of Airflow so it can be tested and reused alone; the hook builds it from a 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -137,6 +138,8 @@ class ZohoCRMClient:
         #: daily credits are used).
         self.last_credits_remaining: int | None = None
         self._credits = CreditCounter()
+        #: a digest of the access token Zoho's API last accepted (never the token: this object gets printed)
+        self._accepted = b""
 
     @property
     def credits_spent(self) -> int:
@@ -229,11 +232,13 @@ class ZohoCRMClient:
             status = response.status_code
             if status < 300 or (400 <= status < 500 and status not in (401, 429)):
                 self._credits.add(call_credits(method, path, params=params, json=json))  # Zoho processed it
+            used = token_from_request(response.request)
+            digest = hashlib.blake2b((used or "").encode(), digest_size=16).digest()
             if status == 401 and code in ("INVALID_TOKEN", "AUTHENTICATION_FAILURE"):
                 first_401 = first_401 or f"{code}: {message}"
-                used = token_from_request(response.request)
-                if used:  # dropped and replaced once; when the replacement is rejected too, that is recorded
-                    self.tokens.invalidate(used, first_401, final=auth_try == 1)
+                if used:  # replaced once (by one task for all); a replacement rejected at once is recorded
+                    accepted = digest == self._accepted
+                    self.tokens.invalidate(used, first_401, final=auth_try == 1, accepted=accepted)
                 if auth_try == 0:
                     continue
                 raise ZohoAuthError(
@@ -243,6 +248,7 @@ class ZohoCRMClient:
                     status=401,
                     code=code,
                 )
+            self._accepted = digest
             return self._classify(
                 response,
                 body,

@@ -61,14 +61,6 @@ def test_every_schedule_with_a_pause_keeps_every_invariant(tmp_path: Path) -> No
     assert report.failures == [], "\n".join(report.failures[:3])
 
 
-KNOWN_GAP = pytest.mark.xfail(
-    reason="known gap (issue 20): when several tasks get a persistent 401 at once, each may replace the token"
-    " once before one records the rejection (writes outside the lease, no compare-and-set): it can cost more"
-    " than one extra grant in a few % of random schedules",
-    strict=False,
-)
-
-
 RANDOM_SEEDS = range(2000)
 
 
@@ -86,7 +78,6 @@ def test_seeded_random_schedules_keep_every_invariant(tmp_path: Path) -> None:
     assert failures == [], "\n".join(failures[:3])
 
 
-@KNOWN_GAP
 def test_seeded_random_schedules_with_persistent_401s(tmp_path: Path) -> None:
     failures = []
     for seed in range(300):
@@ -124,13 +115,16 @@ BEFORE_THE_FIX = {
     ),
     "grant-outlives-lease": (0, 4, "I1: a0 grants while a1's grant is in flight, without interleaved claims"),
     "persistent-401": (0, 2, "I5: a1's error does not name the first 401 (... and a grant per task try)"),
+    "401-replaced-token": (
+        4,
+        1,
+        "I5: a1 grants again although a token Zoho had just granted was rejected ...",
+    ),
     "use-cache": (6, 4, "I1: a1 grants while a0's grant is in flight, without interleaved claims"),
 }
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=KNOWN_GAP) if n == "persistent-401" else n for n in ts.HOLES]
-)
+@pytest.mark.parametrize("name", list(ts.HOLES))
 def test_each_hole_of_issue_20_stays_closed(name: str, tmp_path: Path) -> None:
     """Every hole's scenario, under the seed that broke it and 99 more schedules."""
     seed, pauses, _broke = BEFORE_THE_FIX[name]

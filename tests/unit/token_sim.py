@@ -228,6 +228,7 @@ class Sim:
         self.version = 0
         self.owners: dict[str, Claim] = {}
         self.written_at: dict[str, int] = {}  #: token value -> the Variable version that first held it
+        self.lease_at: dict[int, str] = {}  #: Variable version -> the owner of the lease it held
         self.locks: dict[str, tuple[str, set[int]]] = {}
         self.minted: dict[str, Minted] = {}
         self.posts: list[Post] = []
@@ -499,6 +500,7 @@ class Sim:
                 if p.start > first
                 and p.behaviour not in ("503", "connect")
                 and (shared or p.machine == machine)
+                and not self.excused(actor, p)  # two claims that truly interleave: both may grant (as in I1)
             ]
             if (not shared and actor.machine != machine) or self.record_lost:
                 counted = []
@@ -512,6 +514,18 @@ class Sim:
         """Another grant in the same episode is allowed when the two claims truly interleaved, or when either
         side refreshed without the lease (Variable API errors) on another machine."""
         if actor.claim is not None and actor.claim.interleaves(other.claim):
+            return True
+        # Two tasks whose claims interleaved both hold the lease, and either's save ends both: the other's grant
+        # then runs under no lease anyone can see, so their later claims are not ordered either, and a third
+        # task's claim is not ordered with the grant whose lease was ended.
+        claims = list(self.owners.values())
+        if any(
+            {a.actor, b.actor} == {actor.idx, other.actor} and a.interleaves(b)
+            for a in claims
+            for b in claims
+        ):
+            return True
+        if other.claim is not None and any(c.interleaves(other.claim) for c in claims):
             return True
         if other.failed_window and (
             other.record_lost or any(c.interleaves(other.claim) for c in self.owners.values())
@@ -564,6 +578,8 @@ class Sim:
                 post
             ) in self.posts:  # a failure record lost to a write based on an older read (a race it cannot see)
                 post.record_lost = post.record_lost or bool(post.failed_window and post.end)
+        if new_lease:
+            self.lease_at[self.version] = new_lease["owner"]
         if new_token and new_token not in self.written_at:
             self.written_at[new_token] = self.version
         if old_token and old_token != new_token and self.valid(old_token):
@@ -591,7 +607,8 @@ class Sim:
         if old_lease and float(old_lease["until"]) >= self.now:  # noqa: SIM102 - the condition, then its excuse
             if not new_lease or new_lease["owner"] != old_lease["owner"]:
                 holder = self.owners.get(old_lease["owner"])
-                if holder is not None and holder.actor != actor.idx and actor.last_read >= holder.version:
+                showed = self.lease_at.get(actor.last_read) == old_lease["owner"]
+                if holder is not None and holder.actor != actor.idx and showed:
                     self.violations.append(
                         f"I4: a{actor.idx} ended a{holder.actor}'s live lease with a write based on a read"
                         " that already showed it"
@@ -1029,6 +1046,15 @@ HOLES: dict[str, Scenario] = {
     # 6: the API rejects every token (another org's api_domain): one grant per task try
     "persistent-401": Scenario(
         "persistent-401", plans=[[CALL], [CALL], [CALL]], machines=2, api_rejects=True
+    ),
+    # 6b: tasks of one machine get the 401 at once; one replaces the token, another's invalidation then wiped the
+    # replacement from the machine's file (the Variable API down: nothing else to read) and granted again
+    "401-replaced-token": Scenario(
+        "401-replaced-token",
+        plans=[[CALL, CALL]] * 3,
+        machines=1,
+        api_rejects=True,
+        variable_down=(0.0, 1000.0),
     ),
     # use_cache: a cached "free, no token" read overwrites the fresh token and grants again
     "use-cache": Scenario("use-cache", plans=[[CALL], [("wait", 1.0), CALL]], machines=2, cache_ttl=30.0),
