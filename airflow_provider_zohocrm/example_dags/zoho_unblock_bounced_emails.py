@@ -31,6 +31,7 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 
 from airflow_provider_zohocrm.operators.unblock_email import UnblockEmailOperator
+from airflow_provider_zohocrm.zoho.id_packing import unpack_ids
 from airflow_provider_zohocrm.zoho.params import VERIFY_MODES
 
 DAG_ID = "zoho_unblock_bounced_emails"
@@ -137,7 +138,15 @@ def _max_groups() -> int:
         ),
         "batch_size": Param(500, type="integer", minimum=1, maximum=500, description="Ids per Zoho call"),
         "dry_run": Param(False, type="boolean", description="Report what would be sent; send nothing"),
+        "reset_coverage": Param(
+            False,
+            type="boolean",
+            description="Start the rolling coverage of every source with max_email_checks over (a new cycle"
+            " from the lowest id, nothing deferred); see docs/large-orgs.md",
+        ),
     },
+    # the mapped tasks read their own ids from make_groups' XCom (packed small: zoho/id_packing.py)
+    user_defined_filters={"zoho_ids": unpack_ids},
     doc_md=__doc__,
 )
 def zoho_unblock_bounced_emails() -> None:
@@ -166,9 +175,12 @@ def zoho_unblock_bounced_emails() -> None:
         return settings.to_dict()
 
     @task
-    def find_candidates(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    def find_candidates(
+        settings: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Resolve every view name first (an unknown name fails before anything else), then read each source's
-        ids; a record two sources of one module both list is kept once."""
+        ids; a record two sources of one module both list is kept once. A source with ``max_email_checks``
+        keeps only this run's slice of its rolling coverage (``hooks/coverage_run.py``). Ids leave packed."""
         from airflow.providers.common.compat.sdk import AirflowFailException
 
         from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
@@ -189,12 +201,15 @@ def zoho_unblock_bounced_emails() -> None:
             elif source.kind == "cvid":
                 cvids[source.index] = str(source.cvid)
         read: list[tuple[Source, list[str]]] = []
+        credits: dict[int, int] = {}
         for source in sources:
+            before = hook.client.credits_spent
             if source.index in cvids:
                 rows = hook.iter_records(source.module, cvid=cvids[source.index], fields=["id"])
             else:
                 rows = hook.iter_coql(str(source.query))
             read.append((source, [str(row["id"]) for row in rows]))  # the hook yields each record once
+            credits[source.index] = hook.client.credits_spent - before
         kept, repeated = dedupe_candidates(read)
         found = []
         for source, ids in kept:
@@ -204,13 +219,29 @@ def zoho_unblock_bounced_emails() -> None:
                 + (f" ({again:,} more already listed by an earlier source)" if again else "")
                 + "."
             )
-            found.append({"source": source.index, "module": source.module, "ids": ids, "repeated": again})
-        return found
+            found.append(
+                {
+                    "source": source.index,
+                    "module": source.module,
+                    "ids": ids,
+                    "repeated": again,
+                    "credits_spent": credits[source.index],
+                }
+            )
+        return coverage_and_pack(found, settings, params or {}, str(run_id), hook.client.server_time())
 
     @task
-    def make_groups(found: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
-        """Whole batches of every source over at most min(max_map_length, MAX_PARALLEL) tasks in total."""
+    def make_groups(
+        found: list[dict[str, Any]], settings: dict[str, Any], ti: Any = None
+    ) -> list[dict[str, Any]]:
+        """Whole batches of every source over at most min(max_map_length, MAX_PARALLEL) tasks in total. Each
+        group's ids go to an XCom of their own (``ids_<map index>``, packed): the mapped tasks' list stays small,
+        and each task pulls only its own ids."""
+        from airflow_provider_zohocrm.hooks.coverage_run import group_reference
+        from airflow_provider_zohocrm.zoho.id_packing import pack_ids
         from airflow_provider_zohocrm.zoho.sources import Source, plan_groups
+
+        found = [{**f, "ids": unpack_ids(f["ids"])} for f in found]
 
         sources = {s["index"]: Source.from_dict(s) for s in settings["sources"]}
         groups = plan_groups(
@@ -219,6 +250,12 @@ def zoho_unblock_bounced_emails() -> None:
             max_groups=_max_groups(),
             needs_person_tag=settings.get("needs_person_tag"),
         )
+        coverage = {f["source"]: f.get("coverage") for f in found}
+        owners = [f["source"] for f in found if f["ids"] for _ in range(_count_groups(groups, f["ids"]))]
+        for i, (group, owner) in enumerate(zip(groups, owners, strict=True)):
+            ti.xcom_push(key=f"ids_{i}", value=pack_ids(group.pop("record_ids")))
+            info = coverage.get(owner)
+            group["coverage"] = group_reference(info) if info else None
         total = sum(len(f["ids"]) for f in found)
         modules = sorted({g["module"] for g in groups})
         print(
@@ -229,7 +266,11 @@ def zoho_unblock_bounced_emails() -> None:
 
     @task(trigger_rule="none_failed", multiple_outputs=False)  # also runs when nothing was found
     def report(
-        results: list[dict[str, Any]], found: list[dict[str, Any]], settings: dict[str, Any]
+        results: list[dict[str, Any]],
+        found: list[dict[str, Any]],
+        settings: dict[str, Any],
+        groups: list[dict[str, Any]],
+        run_id: str | None = None,
     ) -> dict[str, Any]:
         """A table per module and the grand total; the records a person must handle, with Zoho's bounce reason;
         every candidate of every source checked to have exactly one outcome."""
@@ -242,10 +283,12 @@ def zoho_unblock_bounced_emails() -> None:
         # Iterating Airflow's lazy sequence of mapped results asks for one item past the end, and Airflow 3.3
         # logs that 404 as an ERROR ("XCom not found"): read exactly len() items instead.
         results = [results[i] for i in range(len(results))] if results else []
+        found = [{**f, "ids": unpack_ids(f["ids"])} for f in found]
         merged = build_run_report(found, results)
         text = format_run_report(
             merged, dry_run=bool(settings["dry_run"]), tag=settings.get("needs_person_tag")
         )
+        text += "\n" + "\n".join(coverage_lines(found, groups, results, str(run_id)))
         print(text)
         problems = accounting_errors(merged)
         if problems:
@@ -275,6 +318,7 @@ def zoho_unblock_bounced_emails() -> None:
     unblock = UnblockEmailOperator.partial(
         task_id="unblock_emails",
         zohocrm_conn_id="{{ params.conn_id }}",
+        record_ids="{{ ti.xcom_pull(task_ids='make_groups', key='ids_' ~ ti.map_index) | zoho_ids }}",
         batch_size="{{ params.batch_size }}",
         dry_run="{{ params.dry_run }}",
         max_active_tis_per_dagrun=MAX_PARALLEL,
@@ -283,7 +327,38 @@ def zoho_unblock_bounced_emails() -> None:
         **retry_args,
     ).expand_kwargs(groups)
     results: Any = unblock.output
-    report(results, found, settings)
+    report(results, found, settings, groups)
+
+
+def coverage_and_pack(
+    found: list[dict[str, Any]], settings: dict[str, Any], params: dict[str, Any], run_id: str, now: float
+) -> list[dict[str, Any]]:
+    """Rolling coverage for the sources with max_email_checks (claim, plan; ``reset_coverage`` first), then every
+    source's ids packed (a million ids: a few MB instead of 23)."""
+    from airflow_provider_zohocrm.hooks.coverage_run import plan_sources
+    from airflow_provider_zohocrm.zoho.id_packing import pack_ids
+
+    sources = {int(s["index"]): s for s in settings["sources"]}
+    planned = plan_sources(
+        found, sources, DAG_ID, run_id, now, reset_first=bool(params.get("reset_coverage"))
+    )
+    return [{**f, "ids": pack_ids(f["ids"])} for f in planned]
+
+
+def coverage_lines(
+    found: list[dict[str, Any]], groups: list[dict[str, Any]], results: list[Any], run_id: str
+) -> list[str]:
+    """Commit each coverage source (its cursor moves over the records that reached an outcome) and say where it
+    stands; then the credits the run spent."""
+    from airflow_provider_zohocrm.hooks.coverage_run import finish_sources
+
+    return finish_sources(found, groups or [], results, run_id)
+
+
+def _count_groups(groups: list[dict[str, Any]], ids: list[str]) -> int:
+    """How many of ``groups`` (plan_groups' order: source by source) hold ``ids``' records."""
+    wanted = set(ids)
+    return sum(1 for g in groups if g["record_ids"] and g["record_ids"][0] in wanted)
 
 
 def _max_groups_hard_limit() -> int:

@@ -88,6 +88,9 @@ class UnblockEmailOperator(BaseOperator):
     :param needs_person_tag: tag the ``permanently_blocked`` and ``limit_reached`` records with this tag in
         Zoho (Add Tags API), so reps can filter on it. A failed tag call is logged and reported, and fails
         the task only when ``fail_on`` lists ``"tag_failed"``. Templated.
+    :param coverage: set by the example DAG for a source under rolling coverage (``hooks/coverage_run.py``): the
+        job keeps its decisions and verdicts in a checkpoint Variable, so a retry does not read again what an
+        earlier try read, and the run's report moves the source's cursor over them.
     :param fail_on: outcomes (or ``"tag_failed"``) that fail the task after all batches ran (default:
         ``error``). Ids unblocked on an earlier try come back ``already_unblocked``, so a retry is safe.
     """
@@ -125,6 +128,7 @@ class UnblockEmailOperator(BaseOperator):
         max_email_checks: int | str | None = None,
         needs_person_tag: str | None = None,
         fail_on: Sequence[str] = (Outcome.ERROR.value,),
+        coverage: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -148,6 +152,7 @@ class UnblockEmailOperator(BaseOperator):
         self.max_email_checks = max_email_checks
         self.needs_person_tag = needs_person_tag
         self.fail_on = list(fail_on)
+        self.coverage = coverage
 
     @cached_property
     def hook(self) -> ZohoCRMHook:
@@ -193,8 +198,20 @@ class UnblockEmailOperator(BaseOperator):
             self.log.info("%s", plan.dry_run_summary())
             return plan.dry_run_report().to_dict()
         self._push_link(context, request.module)
+        checkpoint = None
+        if self.coverage:
+            from dataclasses import replace
+
+            from airflow_provider_zohocrm.hooks.coverage_run import task_checkpoint
+
+            checkpoint = task_checkpoint(
+                self.coverage, str(context["run_id"]), int(context["ti"].map_index or 0)
+            )
+            plan = replace(plan, now=float(self.coverage["now"]))
         try:
-            report = run_unblock(self.hook.client, plan, self.max_parallel_calls, log=self.log)
+            report = run_unblock(
+                self.hook.client, plan, self.max_parallel_calls, log=self.log, checkpoint=checkpoint
+            )
         except UnblockJobFailed as failed:
             self._push_report(context, failed.report)
             if failed.final:  # no retry of the task can fix it: fail at once instead of burning retries
@@ -234,7 +251,8 @@ class UnblockEmailOperator(BaseOperator):
                 f"Unblock Email finished with outcomes listed in fail_on: {failing}."
                 + (f" Examples: {'; '.join(examples)}" if examples else "")
             )
-        return report.to_dict()
+        # what this task's calls cost (the client's own count), for the run report's credits line
+        return {**report.to_dict(), "credits_spent": self.hook.client.credits_spent}
 
     def _push_link(self, context: Context, module: str) -> None:
         """The extra link's URL, from the connection's data center (no call); best effort."""

@@ -26,12 +26,18 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from airflow_provider_zohocrm.zoho.emails import BounceCheck, CallBudget, Verdict, check_bounce
+from airflow_provider_zohocrm.zoho.emails import (
+    BUDGET_REASON,
+    BounceCheck,
+    CallBudget,
+    Verdict,
+    check_bounce,
+)
 from airflow_provider_zohocrm.zoho.errors import (
     ZohoConfigError,
     ZohoCRMError,
@@ -88,6 +94,9 @@ class UnblockPlan:
     min_hours_since_bounce: float = 0.0
     max_email_checks: int | None = None
     needs_person_tag: str | None = None
+    #: "Now" for the bounce-age policy, epoch seconds on Zoho's clock (rolling coverage passes the run's planning
+    #: time, so every task of a run judges ages alike); None: the client's :meth:`server_time` when checking.
+    now: float | None = None
 
     @classmethod
     def build(
@@ -315,7 +324,7 @@ def check_emails(
     request = plan.request
     fields = tuple(request.unblock_fields)
     budget = CallBudget(plan.max_email_checks)
-    now = datetime.now(UTC)
+    now = datetime.fromtimestamp(plan.now if plan.now is not None else client.server_time(), UTC)
     checks: dict[str, BounceCheck] = {}
     errors: dict[str, str] = {}
 
@@ -454,6 +463,55 @@ def tag_needs_person(
     log.info("Tagged %d of %d needs-person record(s) with %r.", len(report.tagged), len(ids), tag)
 
 
+# -- retries: the checkpoint seam --------------------------------------------------------------------------------
+
+
+class Checkpoint(Protocol):
+    """Where a task keeps what its tries learnt (rolling coverage: an Airflow Variable per mapped task). A retried
+    try reads the Emails list only of records without a saved decision, and sends the saved ``send`` decisions
+    again (a record unblocked by the earlier try answers ``already_unblocked``)."""
+
+    def load(self) -> Mapping[str, Decision]: ...
+
+    def save(self, decisions: Mapping[str, Decision], report: UnblockReport) -> None: ...
+
+
+def _read_decisions(decisions: Mapping[str, Decision]) -> dict[str, Decision]:
+    """The decisions that took an Emails read (a record deferred because the budget ran out was not read)."""
+    return {
+        rid: d
+        for rid, d in decisions.items()
+        if not (d.outcome == Outcome.DEFERRED and d.reason == BUDGET_REASON)
+    }
+
+
+def _verify(
+    client: ZohoCRMClient,
+    plan: UnblockPlan,
+    pool: CallPool,
+    report: UnblockReport,
+    log: Logger,
+    known: Mapping[str, Decision],
+) -> list[Decision]:
+    """The verify step, reusing ``known`` decisions (an earlier try's): only the other records are read, within
+    what is left of the Emails budget."""
+    request = plan.request
+    todo = [rid for rid in request.record_ids if rid not in known]
+    if not known:
+        return VERIFIERS[plan.verify](client, plan, pool, report, log)
+    log.info("Reusing %d decision(s) of an earlier try; %d record(s) left to verify.", len(known), len(todo))
+    left = None if plan.max_email_checks is None else max(plan.max_email_checks - len(known), 0)
+    sub = replace(plan, request=replace(request, record_ids=todo), max_email_checks=left)
+    try:
+        fresh = (
+            {d.record_id: d for d in VERIFIERS[plan.verify](client, sub, pool, report, log)} if todo else {}
+        )
+    except VerifyFailed as stop:
+        stop.decided = {**known, **stop.decided}
+        raise
+    return [known[rid] if rid in known else fresh[rid] for rid in request.record_ids]
+
+
 # -- the job -----------------------------------------------------------------------------------------------------
 
 
@@ -463,12 +521,19 @@ def _record(report: UnblockReport, decision: Decision) -> None:
 
 
 def run_unblock(
-    client: ZohoCRMClient, plan: UnblockPlan, max_parallel: int = 1, *, log: Logger | None = None
+    client: ZohoCRMClient,
+    plan: UnblockPlan,
+    max_parallel: int = 1,
+    *,
+    log: Logger | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> UnblockReport:
     """Verify, unblock and tag ``plan``'s records; the report accounts for every id.
 
     A dry run (or no ids) makes no call. A failed Zoho call raises :class:`UnblockJobFailed` with the report:
-    ids decided before it keep their outcome, the others are ``pending`` with the reason (a retry is safe)."""
+    ids decided before it keep their outcome, the others are ``pending`` with the reason (a retry is safe).
+    ``checkpoint``: decisions of an earlier try are reused (no second Emails read), and this try's decisions and
+    outcomes are saved after the verify step and at the end, failed or not."""
     log = log or _log
     pool = CallPool(max_parallel)
     report = plan.new_report()
@@ -477,8 +542,10 @@ def run_unblock(
         return report
     if plan.dry_run:
         return plan.dry_run_report()
+    known = _read_decisions(checkpoint.load()) if checkpoint is not None else {}
+    known = {rid: d for rid, d in known.items() if rid in set(request.record_ids)}
     try:
-        decisions = VERIFIERS[plan.verify](client, plan, pool, report, log)
+        decisions = _verify(client, plan, pool, report, log, known)
     except VerifyFailed as stop:
         for rid in request.record_ids:
             decision = stop.decided.get(rid)
@@ -486,14 +553,23 @@ def run_unblock(
                 _record(report, decision)
             else:
                 report.add_pending([rid], CHECKED_NOT_SENT if decision else stop.errors.get(rid, NOT_CHECKED))
+        if checkpoint is not None:
+            checkpoint.save(_read_decisions(stop.decided), report)
         raise UnblockJobFailed(stop.error, report) from None
     for decision in decisions:
         if not decision.send:
             _record(report, decision)
+    by_id = _read_decisions({d.record_id: d for d in decisions})
+    if checkpoint is not None:
+        checkpoint.save(by_id, report)
     try:
         _unblock(client, plan, pool, report, decisions, log)
     except _CallFailed as stop:
+        if checkpoint is not None:
+            checkpoint.save(by_id, report)
         raise UnblockJobFailed(stop.error, report) from None
+    if checkpoint is not None:
+        checkpoint.save(by_id, report)
     if plan.needs_person_tag:
         tag_needs_person(client, request.module, plan.needs_person_tag, report, log)
     return report
@@ -502,6 +578,7 @@ def run_unblock(
 __all__ = [
     "VERIFIERS",
     "CallPool",
+    "Checkpoint",
     "Decision",
     "UnblockJobFailed",
     "UnblockPlan",
