@@ -5,7 +5,7 @@
 #
 #   bash .ci/floors.sh                 # exit code 0 when the floors match pyproject.toml and the tests pass
 #   KEEP_WORKDIR=1 bash .ci/floors.sh  # keep the work dir (constraints used, source copy) for a look
-#   FLOORS_PYTEST_ARGS="tests/test_hook.py" bash .ci/floors.sh   # run fewer tests
+#   FLOORS_PYTEST_ARGS="tests/emulator/test_hook.py" bash .ci/floors.sh   # run fewer tests
 #   FRESH=1 bash .ci/floors.sh         # rebuild the cached venv ($ZOHOCRM_CI_CACHE, default ~/.cache/zohocrm-ci)
 #
 # Needs python3.11 (or $PYTHON) and PyPI; pip's cache is reused between runs.

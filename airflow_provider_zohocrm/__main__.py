@@ -2,7 +2,7 @@
 
 Commands:
 
-- ``check``: the read-only preflight of a connection and a source (see :mod:`airflow_provider_zohocrm.preflight`).
+- ``check``: the read-only preflight of a connection and a source (see :mod:`airflow_provider_zohocrm.zoho.preflight`).
 
 Each command is one ``_add_<name>(subparsers)`` function that registers its parser and sets ``run``; add a
 command by writing one and listing it in :data:`COMMANDS`.
@@ -70,12 +70,10 @@ class _DropShortValueWarning(logging.Filter):
 def _run_check(args: argparse.Namespace) -> int:
     logging.getLogger("airflow.sdk._shared.secrets_masker.secrets_masker").addFilter(_DropShortValueWarning())
     from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
-    from airflow_provider_zohocrm.preflight import run_preflight
     from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
 
     try:
-        report = run_preflight(
-            ZohoCRMHook(zohocrm_conn_id=args.conn_id),
+        report = ZohoCRMHook(zohocrm_conn_id=args.conn_id).preflight(
             module=args.module,
             view=args.view,
             coql_query=args.coql_query,

@@ -184,7 +184,8 @@ def executor_env(airflow_home: Path) -> Iterator[dict[str, str]]:
 
 
 # ======== Added for issue 5 (fault-injection, bad-input and secrets suite): the leak audit ======================
-# Used by tests/test_faults_dag.py, tests/test_bad_input.py, tests/test_secrets.py (``leak_audit`` fixture).
+# Used by tests/airflow/test_faults_dag.py, test_bad_input_dags.py, test_secrets_dags.py and tests/emulator/
+# test_bad_input.py, test_secrets.py (``leak_audit`` fixture).
 
 import sqlite3  # noqa: E402 - kept inside the issue-5 block
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -23,6 +23,15 @@ from airflow_provider_zohocrm.zoho.datacenters import (
 )
 from airflow_provider_zohocrm.zoho.emails import BounceCheck, CallBudget, check_bounce, iter_emails
 from airflow_provider_zohocrm.zoho.errors import ZohoConfigError, ZohoCRMError
+from airflow_provider_zohocrm.zoho.preflight import (
+    DEFAULT_SAMPLE,
+    MISSING_CONNECTION_FIX,
+    PreflightReport,
+    PreflightRequest,
+    connection_checks,
+    run_preflight,
+    unusable_connection,
+)
 from airflow_provider_zohocrm.zoho.views import CustomView, list_custom_views, resolve_view
 
 try:  # at import: running without Airflow's secret masker would leave secrets unmasked in task logs
@@ -262,18 +271,72 @@ class ZohoCRMHook(HttpHook):
 
         return add_tags(self.client, module, record_ids, tags)
 
+    def preflight(
+        self,
+        *,
+        module: str = "Leads",
+        view: str | None = None,
+        coql_query: str | None = None,
+        all_records: bool = False,
+        verify: str | None = None,
+        needs_person_tag: str | None = None,
+        count: bool = False,
+        sample: int = DEFAULT_SAMPLE,
+        min_hours_since_bounce: float = 0,
+        now: datetime | None = None,
+    ) -> PreflightReport:
+        """Check this connection and one source the way the DAG will use them, read-only: no unblock, no tag
+        call (``python -m airflow_provider_zohocrm check``; the params are
+        :meth:`~.zoho.preflight.PreflightRequest.checked`'s).
+
+        :raises ZohoValidationError: on bad input, before the connection is read or any call is made.
+        """
+        request = PreflightRequest.checked(
+            module=module,
+            view=view,
+            coql_query=coql_query,
+            all_records=all_records,
+            verify=verify,
+            needs_person_tag=needs_person_tag,
+            count=count,
+            sample=sample,
+            min_hours_since_bounce=min_hours_since_bounce,
+        )
+        return self._checked(
+            lambda client, settings: run_preflight(
+                client, settings, request, conn_id=self.zohocrm_conn_id, now=now
+            )
+        )
+
     def test_connection(self) -> tuple[bool, str]:
         """Prove credentials, data center and API domain with one cheap call (the org's details), and compare
         the scopes Zoho granted with what the job needs: a missing scope fails the test, with its fix."""
-        from airflow_provider_zohocrm.preflight import connection_checks
-
         try:
-            report = connection_checks(self)
+            report = self._checked(
+                lambda client, settings: connection_checks(client, settings, conn_id=self.zohocrm_conn_id)
+            )
         except ZohoCRMError as exc:
             return False, str(exc)
         except Exception as exc:
             return False, f"{type(exc).__name__}: {exc}"
         return report.ok, report.summary()
+
+    def _checked(
+        self, check: Callable[[ZohoCRMClient, ZohoConnectionSettings], PreflightReport]
+    ) -> PreflightReport:
+        """Run a check of :mod:`~.zoho.preflight` with this connection's client and settings; a connection that
+        cannot be read (or whose client cannot be built, e.g. a token cache directory that is not private) is
+        the report's one ✗."""
+        try:
+            settings = self.settings
+            client = self.client
+        except ZohoConfigError as exc:
+            return unusable_connection(self.zohocrm_conn_id, str(exc))
+        except Exception as exc:  # e.g. the connection does not exist
+            return unusable_connection(
+                self.zohocrm_conn_id, f"{type(exc).__name__}: {exc}", MISSING_CONNECTION_FIX
+            )
+        return check(client, settings)
 
     # -- HttpHook's generic request helpers: refused ------------------------------------------------------------
     # They would send a request to the connection's base URL (the accounts server) with no access token, no

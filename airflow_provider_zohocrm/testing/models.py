@@ -114,6 +114,12 @@ def required_list(payload: dict[str, Any], name: str) -> list[Any]:
 
 # --------------------------------------------------------------------------------------------- config, faults
 
+#: What a :class:`Fault` may name. ``routing`` fills both as each service registers its routes and fault actions;
+#: the package's ``__init__`` loads every service, so they are complete before any Fault can be made (kept here,
+#: not read from ``routing``, so that this module imports nothing of the package: no import circle).
+FAULT_ENDPOINTS: set[str] = {"any"}
+FAULT_ACTIONS: set[str] = set()
+
 
 @dataclass
 class EmulatorConfig:
@@ -167,12 +173,10 @@ class Fault:
 
     def __post_init__(self) -> None:
         """Reject typos early: a silently ignored fault makes a test pass for the wrong reason."""
-        from . import backend as _every_service  # noqa: F401  (loads every route and fault action)
-        from .routing import FAULT_ACTIONS, fault_endpoints
-
-        endpoints = fault_endpoints()
-        if self.endpoint not in endpoints:
-            raise ValueError(f"unknown fault endpoint {self.endpoint!r}; expected one of {sorted(endpoints)}")
+        if self.endpoint not in FAULT_ENDPOINTS:
+            raise ValueError(
+                f"unknown fault endpoint {self.endpoint!r}; expected one of {sorted(FAULT_ENDPOINTS)}"
+            )
         if self.action not in FAULT_ACTIONS:
             raise ValueError(f"unknown fault action {self.action!r}; expected one of {sorted(FAULT_ACTIONS)}")
         if self.times < 1 or (self.on_call is not None and self.on_call < 1):

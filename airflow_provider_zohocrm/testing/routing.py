@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from .models import SUPPORTED_VERSIONS, Reply, Request
+from .models import FAULT_ACTIONS as FAULT_ACTIONS  # re-exported: registered here, checked by Fault
+from .models import FAULT_ENDPOINTS, SUPPORTED_VERSIONS, Reply, Request
 
 if TYPE_CHECKING:
     from .backend import EmulatorBackend
@@ -36,6 +37,7 @@ Handler = Callable[["EmulatorBackend", Request], Reply]
 H = TypeVar("H", bound=Handler)
 #: Names a fault may target besides the routes: ``any`` request, or one that matched no route.
 OTHER = "other"
+FAULT_ENDPOINTS.add(OTHER)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ def route(
             )
         )
         ROUTES.sort(key=lambda r: (-r.literals, r.seq))
+        if service != "admin":
+            FAULT_ENDPOINTS.add(name)
         return handler
 
     return register
@@ -115,7 +119,7 @@ def endpoint_names() -> tuple[str, ...]:
 
 def fault_endpoints() -> frozenset[str]:
     """What :class:`~.models.Fault` may target."""
-    return frozenset({*endpoint_names(), "any"})
+    return frozenset(FAULT_ENDPOINTS)
 
 
 # --------------------------------------------------------------------------------------------- fault actions
@@ -130,7 +134,6 @@ FaultWrap = Callable[["EmulatorBackend", Request, "Fault", Callable[[], Reply]],
 FAULT_EFFECTS: dict[str, FaultEffect] = {}
 FAULT_REPLIES: dict[str, FaultReply] = {}
 FAULT_WRAPS: dict[str, FaultWrap] = {}
-FAULT_ACTIONS: set[str] = set()
 
 
 def fault_effect(action: str) -> Callable[[FaultEffect], FaultEffect]:

@@ -78,6 +78,19 @@ class ZohoResponse:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: its rows, and whether Zoho says more follow."""
+
+    rows: list[dict[str, Any]]
+    more: bool
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the rows that have one, in order."""
+        return [str(row["id"]) for row in self.rows if "id" in row]
+
+
 class _Retryable(Exception):
     """Internal: a failure worth another try; carries the error to raise if tries run out."""
 
@@ -477,6 +490,44 @@ class ZohoCRMClient:
                 return
             if not data:
                 raise ZohoResponseError("Zoho's COQL answer says more_records but has no rows")
+
+    def records_page(
+        self,
+        module: str,
+        *,
+        fields: Sequence[str] = ("id",),
+        cvid: str | None = None,
+        per_page: int = MAX_PER_PAGE,
+    ) -> Page:
+        """The first page of ``module``'s records (of custom view ``cvid``): one call, for a sample or a count
+        that needs no more (:meth:`iter_records` reads them all)."""
+        validate_module(module)
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            raise ZohoValidationError(f"per_page must be between 1 and {MAX_PER_PAGE}, not {per_page}")
+        if cvid is not None and not str(cvid).isdigit():
+            raise ZohoValidationError(f"cvid must be the numeric id of a custom view, not {cvid!r}")
+        params: dict[str, Any] = {"fields": ",".join(dict.fromkeys(["id", *fields])), "per_page": per_page}
+        if cvid:
+            params["cvid"] = cvid
+        params["page"] = 1
+        response = self.request("GET", module, params=params, purpose="records", module=module)
+        if response.status == 204 or response.body is None:
+            return Page([], False)
+        data, info = _data_and_info(response, f"GET {module}")
+        return Page(data, bool(info.get("more_records")))
+
+    def coql_page(self, query: str, *, limit: int = MAX_COQL_LIMIT) -> Page:
+        """The first ``limit`` rows of a COQL ``select`` (without ``limit``/``offset``): one call
+        (:meth:`iter_coql` reads them all)."""
+        query = validate_coql(query)
+        if not 1 <= limit <= MAX_COQL_LIMIT:
+            raise ZohoValidationError(f"COQL limit must be between 1 and {MAX_COQL_LIMIT}, not {limit}")
+        body = {"select_query": f"{query} limit {limit} offset 0"}
+        response = self.request("POST", "coql", json=body, purpose="coql", module=coql_module(query))
+        if response.status == 204 or response.body is None:
+            return Page([], False)
+        data, info = _data_and_info(response, "POST coql")
+        return Page(data, bool(info.get("more_records")))
 
     # -- unblock email ----------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
-from airflow_provider_zohocrm.preflight import run_preflight
 from airflow_provider_zohocrm.testing import EmulatorBackend, EmulatorConfig, ZohoCRMEmulator, seed_demo_org
 from airflow_provider_zohocrm.testing.seed import SeedResult
 from airflow_provider_zohocrm.zoho.auth import FileTokenStore
@@ -48,8 +47,8 @@ def test_the_documented_scopes_pass_the_preflight(
         "coql": {"coql_query": f"select id from {module} where Email is not null"},
         "all": {"all_records": True},
     }
-    report = run_preflight(
-        hook, module=module, verify="emails", needs_person_tag="Needs a person", sample=2, **kinds[source]
+    report = hook.preflight(
+        module=module, verify="emails", needs_person_tag="Needs a person", sample=2, **kinds[source]
     )
     assert report.ok, report.render()
     assert "?" not in {c.status for c in report.checks}, report.render()  # the token answer lists the scopes

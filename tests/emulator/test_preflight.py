@@ -10,12 +10,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
-from airflow_provider_zohocrm.preflight import PreflightReport, run_preflight
 from airflow_provider_zohocrm.testing import (
     BOUNCED_VIEW_ID,
     EmulatorBackend,
@@ -23,8 +24,11 @@ from airflow_provider_zohocrm.testing import (
     ZohoCRMEmulator,
     seed_demo_org,
 )
-from airflow_provider_zohocrm.zoho.auth import FileTokenStore
+from airflow_provider_zohocrm.zoho.auth import FileTokenStore, OAuthCredentials, TokenManager
+from airflow_provider_zohocrm.zoho.client import ZohoCRMClient
+from airflow_provider_zohocrm.zoho.datacenters import Endpoints, resolve_endpoints
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
+from airflow_provider_zohocrm.zoho.preflight import PreflightReport, PreflightRequest, run_preflight
 from airflow_provider_zohocrm.zoho.scopes import covers
 from tests.conftest import set_connection
 
@@ -59,6 +63,29 @@ def _hook(
     return ZohoCRMHook(token_store=FileTokenStore(tmp_path / f"tokens-{len(scopes or [])}"))
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The connection settings the preflight reads, without the hook."""
+
+    endpoints: Endpoints
+    api_version: str = "v8"
+
+
+def _client(em: ZohoCRMEmulator, tmp_path: Path) -> tuple[ZohoCRMClient, _Settings]:
+    """A protocol client on the emulator, built the way a script without Airflow builds it."""
+    b = em.backend
+    endpoints = resolve_endpoints("us", em.url, em.url)
+    session = requests.Session()
+    tokens = TokenManager(
+        OAuthCredentials(b.client_id, b.client_secret, b.refresh_token),
+        endpoints,
+        session,
+        store=FileTokenStore(tmp_path / "client-tokens"),
+        timeout=(5.0, 5.0),
+    )
+    return ZohoCRMClient(tokens, session, timeout=(5.0, 5.0)), _Settings(endpoints)
+
+
 def _statuses(report: PreflightReport) -> dict[str, str]:
     return {c.name: c.status for c in report.checks}
 
@@ -73,8 +100,7 @@ def test_passes_on_the_demo_org_counts_the_view_and_changes_nothing(
     demo: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     before = demo.backend.records("Leads")
-    report = run_preflight(
-        _hook(monkeypatch, demo, tmp_path),
+    report = _hook(monkeypatch, demo, tmp_path).preflight(
         module="Leads",
         view="bounced LEADS",  # as a person types it
         needs_person_tag="Bounce: needs a person",
@@ -100,8 +126,7 @@ def test_a_token_without_one_scope_fails_exactly_that_step_with_the_fix(
     before = demo.backend.records("Leads")
     scopes = [scope for step, scope in NEEDED.items() if step != missing]
     source = {"coql_query": COQL} if missing == "COQL" else {"view": "Bounced leads"}
-    report = run_preflight(
-        _hook(monkeypatch, demo, tmp_path, scopes),
+    report = _hook(monkeypatch, demo, tmp_path, scopes).preflight(
         verify="emails",
         needs_person_tag="Needs a person",
         **source,
@@ -158,7 +183,7 @@ def test_without_scopes_in_the_token_answer_reads_are_probed_and_writes_unverifi
         backend.client_id, scopes=[s for step, s in NEEDED.items() if step != "COQL"]
     )
     with ZohoCRMEmulator(backend) as em:
-        report = run_preflight(_hook(monkeypatch, em, tmp_path), needs_person_tag="Needs a person")
+        report = _hook(monkeypatch, em, tmp_path).preflight(needs_person_tag="Needs a person")
         statuses = _statuses(report)
         assert statuses["scopes in the token"] == "warn"
         assert statuses["read Leads"] == statuses["org"] == "ok"
@@ -177,8 +202,8 @@ def test_warns_when_the_view_lists_records_that_never_bounced(
         rid for rid, rec in backend.records("Leads").items() if rid not in backend.view_ids(BOUNCED_VIEW_ID)
     ]
     backend.add_view("Leads", "6000000039999", "Every lead", criteria=lambda rec: True)
-    report = run_preflight(
-        _hook(monkeypatch, demo, tmp_path), view="Every lead", sample=len(backend.records("Leads"))
+    report = _hook(monkeypatch, demo, tmp_path).preflight(
+        view="Every lead", sample=len(backend.records("Leads"))
     )
     emails = report.check("Emails related list")
     assert emails.status == "warn" and "verify='emails'" in emails.fix
@@ -190,7 +215,7 @@ def test_the_whole_module_source_reads_with_coql_and_expects_records_that_never_
     demo: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with_email = [rid for rid, rec in demo.backend.records("Leads").items() if rec["fields"].get("Email")]
-    report = run_preflight(_hook(monkeypatch, demo, tmp_path), all_records=True, count=True, sample=50)
+    report = _hook(monkeypatch, demo, tmp_path).preflight(all_records=True, count=True, sample=50)
     assert report.ok, report.render()
     assert report.record_count == len(with_email) and report.record_count_exact
     assert report.check("COQL").status == report.check("read Leads").status == "ok"
@@ -202,7 +227,7 @@ def test_the_whole_module_source_reads_with_coql_and_expects_records_that_never_
 def test_an_unknown_view_names_the_views_that_exist(
     demo: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    report = run_preflight(_hook(monkeypatch, demo, tmp_path), view="Bounced people")
+    report = _hook(monkeypatch, demo, tmp_path).preflight(view="Bounced people")
     views = report.check("custom views")
     assert views.status == "fail" and "Bounced leads" in views.detail
     assert demo.backend.stats["requests"].get("emails", 0) == 0  # nothing sampled from an unknown view
@@ -223,7 +248,7 @@ def test_bad_input_is_refused_before_any_call(
     kwargs: dict[str, object], demo: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with pytest.raises(ZohoValidationError):
-        run_preflight(_hook(monkeypatch, demo, tmp_path), **kwargs)  # type: ignore[arg-type]
+        _hook(monkeypatch, demo, tmp_path).preflight(**kwargs)  # type: ignore[arg-type]
     assert demo.backend.stats["requests"]["token"] == 0
 
 
@@ -264,3 +289,62 @@ def test_the_test_button_reports_missing_scopes_with_two_calls(
 )
 def test_scope_wildcards(granted: str, needed: str, expected: bool) -> None:
     assert covers(granted, needed) is expected
+
+
+def test_the_preflight_runs_on_a_protocol_client_without_the_hook(
+    demo: ZohoCRMEmulator, tmp_path: Path
+) -> None:
+    """``zoho.preflight`` is a function of a client and the connection's settings: no hook, no connection."""
+    client, settings = _client(demo, tmp_path)
+    request = PreflightRequest.checked(view="Bounced leads", count=True, sample=2)
+    report = run_preflight(client, settings, request, conn_id="script")
+    assert report.ok, report.render()
+    assert report.view_id == BOUNCED_VIEW_ID
+    assert (
+        report.record_count == len(demo.backend.view_ids(BOUNCED_VIEW_ID)) > 200 and report.record_count_exact
+    )
+    assert report.render().startswith("Zoho CRM preflight for connection 'script'")
+    assert demo.backend.stats["requests"]["emails"] >= 2
+    assert all(demo.backend.stats["requests"].get(e, 0) == 0 for e in NEVER_CALLED)
+
+
+def test_first_page_helpers_read_one_page_with_one_call(demo: ZohoCRMEmulator, tmp_path: Path) -> None:
+    client, _settings = _client(demo, tmp_path)
+    in_view = demo.backend.view_ids(BOUNCED_VIEW_ID)
+    page = client.records_page("Leads", cvid=BOUNCED_VIEW_ID, per_page=200)
+    assert len(page.ids) == 200 and set(page.ids) <= set(in_view) and page.more
+    assert demo.backend.stats["requests"]["records"] == 1
+    one = client.records_page("Leads", per_page=1)
+    assert len(one.ids) == 1 and one.ids[0] in demo.backend.records("Leads") and one.more
+    temporary = [  # what the COQL query selects, read from the records
+        rid
+        for rid, rec in demo.backend.records("Leads").items()
+        if rec["fields"].get("Email_Bounce_Status") == "Temporary"
+    ]
+    first = client.coql_page(COQL, limit=5)
+    assert len(first.ids) == 5 and set(first.ids) <= set(temporary) and first.more
+    whole = client.coql_page(COQL, limit=2000)
+    assert sorted(whole.ids) == sorted(temporary) and not whole.more
+    none = client.coql_page("select id from Leads where Email = 'nobody@example.invalid'", limit=10)
+    assert none.ids == [] and not none.more
+    assert demo.backend.stats["requests"]["coql"] == 3 and demo.backend.stats["requests"]["records"] == 2
+    with pytest.raises(ZohoValidationError):
+        client.records_page("Leads", per_page=201)
+    with pytest.raises(ZohoValidationError):
+        client.coql_page(COQL, limit=0)
+    assert demo.backend.stats["requests"]["coql"] == 3 and demo.backend.stats["requests"]["records"] == 2
+
+
+def test_a_token_cache_directory_that_is_not_private_is_the_connections_one_failure(
+    demo: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared-cache"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    set_connection(monkeypatch, demo, token_cache_dir=str(shared))
+    report = ZohoCRMHook().preflight(view="Bounced leads")
+    assert [(c.name, c.status) for c in report.checks] == [("connection", "fail")]
+    assert str(shared) in report.checks[0].detail and "must be 0700" in report.checks[0].detail
+    ok, message = ZohoCRMHook().test_connection()
+    assert not ok and str(shared) in message
+    assert sum(demo.backend.stats["requests"].values()) == 0

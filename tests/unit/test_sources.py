@@ -1,6 +1,6 @@
 """The example DAG's sources (zoho/sources.py): every param checked with no call, and the fan-out plan.
 
-Pure logic, no I/O. The DAG runs that show the same rules end to end are in tests/test_dag_e2e.py.
+Pure logic, no I/O. The DAG runs that show the same rules end to end are in tests/airflow/test_dag_e2e.py.
 """
 
 from __future__ import annotations

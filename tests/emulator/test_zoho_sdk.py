@@ -1,7 +1,7 @@
 """Zoho's own Python SDK (``zohocrmsdk8-0``, unmodified, default configuration) runs against the emulator.
 
 An independent check of the emulator's fidelity: Zoho's client, not ours, parses every answer. The SDK runs in a
-subprocess per test (``tests/zoho_sdk_driver.py``): its ``Initializer`` is a process-wide singleton and its
+subprocess per test (``tests/emulator/zoho_sdk_driver.py``): its ``Initializer`` is a process-wide singleton and its
 ``Utility`` caches field types in class attributes. Each test gives it its own token store, resource path and
 TMPDIR under ``tmp_path``. Assertions are on what the SDK parsed *and* on the emulator's final state and stats.
 """

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from airflow_provider_zohocrm.testing import EmulatorBackend, EmulatorConfig, seed_demo_org
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout
 SECTION = "## Run the example DAG yourself"
 
 
@@ -46,6 +48,15 @@ def _column_counts(output: str, outcome: str) -> list[int]:
     match = re.search(rf"^{outcome}\s*\|(.*)$", report, re.M)
     assert match, f"no {outcome!r} row in the report"
     return [int(cell.strip().replace(",", "")) for cell in match.group(1).split("|")]
+
+
+def soft_bounced_on_email() -> dict[str, list[str]]:
+    """The records the journey's run must unblock, known from the seed alone: the emulator the README starts
+    (``python -m airflow_provider_zohocrm.testing``: 60 bounced Leads, seed 42) seeds the same org here, and the
+    run unblocks ``Email`` (the DAG's default ``unblock_fields``) of the records whose Email soft-bounced and can
+    be unblocked (kind ``temporary``): every one the Leads view lists, and every one of all the Contacts."""
+    seeded = seed_demo_org(EmulatorBackend(EmulatorConfig()), n_bounced=60, seed=42)
+    return {module: sorted(seeded.of("temporary", module), key=int) for module in ("Leads", "Contacts")}
 
 
 def test_the_block_is_the_section_s_first_bash_block() -> None:
@@ -85,19 +96,26 @@ def test_the_readme_steps_work_in_a_fresh_shell(tmp_path: Path) -> None:
         assert export, "the emulator printed no export line"
         connection = json.loads(shlex.split(export.group(1))[0])
         url = connection["extra"]["api_domain"]
-        unblocked = _column_counts(output, "unblocked")  # Leads, Contacts, total
+        expected = soft_bounced_on_email()
+        assert {m: len(ids) for m, ids in expected.items()} == {"Leads": 36, "Contacts": 1}  # the seed's size
         events = 0
-        for module, expected in zip(("Leads", "Contacts"), unblocked, strict=False):
+        for module, ids in expected.items():
             records = _get(f"{url}/_emulator/records/{module}")
             changed = {
                 rid: len(rec["unblock_events"]) for rid, rec in records.items() if rec["unblock_events"]
             }
-            assert len(changed) == expected > 0, module
+            assert sorted(changed, key=int) == ids, module  # exactly the records the seed soft-bounced
             assert set(changed.values()) == {1}, f"{module}: unblocked more than once: {changed}"
             events += sum(changed.values())
+        # the report agrees with what the emulator saw: Leads, Contacts, total
+        assert _column_counts(output, "unblocked") == [
+            len(expected["Leads"]),
+            len(expected["Contacts"]),
+            events,
+        ]
         stats = _get(f"{url}/_emulator/stats")
         assert stats["requests"]["add_tags"] >= 1  # the needs-person records were tagged
-        assert stats["records_unblocked"] == events == unblocked[-1]
+        assert stats["records_unblocked"] == events
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)

@@ -3,7 +3,7 @@ redirects, the cache directory, single-flight refresh, and the cross-machine lea
 
 The lease tests run many "machines" as threads of this process: each has its own file cache (its own
 FileTokenStore directory, so the machine lock does not help), and all share a dict that stands in for Airflow's
-Variables (Airflow's Task Execution API is the real thing in tests/test_deployment.py).
+Variables (Airflow's Task Execution API is the real thing in tests/deployment/test_deployment.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import urllib3.exceptions as u3
 
 from airflow_provider_zohocrm.hooks.token_store import AirflowVariableTokenStore
 from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
-from airflow_provider_zohocrm.testing import EmulatorBackend, EmulatorConfig, Fault, ZohoCRMEmulator
+from airflow_provider_zohocrm.testing import Fault, ZohoCRMEmulator
 from airflow_provider_zohocrm.zoho import auth as zoho_auth
 from airflow_provider_zohocrm.zoho.auth import FileTokenStore, OAuthCredentials, TokenManager
 from airflow_provider_zohocrm.zoho.datacenters import resolve_endpoints
@@ -286,18 +286,29 @@ def test_token_redirect_is_refused_and_secrets_never_reach_the_location(
 # -- finding 8: the cache directory ---------------------------------------------------------------------------
 
 
+def _foreign_directory(tmp_path: Path) -> Path:
+    """A directory another user owns, whoever runs the tests: as root, a 0700 one given away with ``chown`` (so
+    only the owner check can refuse it); as anyone else, the root directory (root's, and never writable)."""
+    if os.getuid() == 0:
+        foreign = tmp_path / "foreign"
+        foreign.mkdir(mode=0o700)
+        os.chown(foreign, 65534, 65534)
+        return foreign
+    root = Path(os.sep)
+    assert root.stat().st_uid != os.getuid()
+    return root
+
+
 def test_cache_dir_must_be_private_and_owned(tmp_path: Path) -> None:
     loose = tmp_path / "loose"
     loose.mkdir(mode=0o755)
     loose.chmod(0o755)
     with pytest.raises(ZohoConfigError, match=r"mode 0755; it must be 0700"):
         FileTokenStore(loose)
-    foreign = tmp_path / "foreign"
-    foreign.mkdir(mode=0o700)
-    if os.getuid() == 0:
-        os.chown(foreign, 65534, 65534)
-        with pytest.raises(ZohoConfigError, match="belongs to uid 65534"):
-            FileTokenStore(foreign)
+    foreign = _foreign_directory(tmp_path)
+    owner = foreign.stat().st_uid
+    with pytest.raises(ZohoConfigError, match=rf"belongs to uid {owner}, not to this user"):
+        FileTokenStore(foreign)
     target = tmp_path / "target"
     target.mkdir(mode=0o700)
     (tmp_path / "link").symlink_to(target)
@@ -540,12 +551,6 @@ def test_lease_outlasts_the_worst_case_grant() -> None:
     creds = OAuthCredentials("id", "secret", "refresh")
     tm = TokenManager(creds, resolve_endpoints("eu"), requests.Session(), timeout=(10.0, 60.0))
     assert tm.grant_budget == zoho_auth.worst_case_grant_seconds((10.0, 60.0)) == 3 * 70 + 0.5 + 1.0
-
-
-@pytest.fixture
-def slow_emulator() -> Iterator[ZohoCRMEmulator]:
-    with ZohoCRMEmulator(EmulatorBackend(EmulatorConfig(latency=0.05))) as em:
-        yield em
 
 
 def test_token_rejected_by_zoho_is_dropped_from_every_machines_copy(

@@ -1,7 +1,8 @@
 """Preflight: try a real Zoho org before the first night, changing nothing.
 
 ``python -m airflow_provider_zohocrm check --conn-id zohocrm_default --module Leads --view "Bounced leads"``, or
-:func:`run_preflight` from Python. It obtains a token, compares the scopes Zoho granted (the token response's
+``ZohoCRMHook("zohocrm_default").preflight(module="Leads", view="Bounced leads")`` from Python; without Airflow,
+:func:`run_preflight` with a :class:`~.client.ZohoCRMClient` and the connection's settings. It obtains a token, compares the scopes Zoho granted (the token response's
 ``scope``) with what each step of the job needs, reads the org and the data center, resolves the view, counts
 its records, and reads the Emails lists of a few of them, warning when the view lists records that never
 bounced. It makes no unblock call and no tag call: whatever it cannot prove by reading is marked unverified.
@@ -9,8 +10,8 @@ bounced. It makes no unblock call and no tag call: whatever it cannot prove by r
 Every step ends in one :class:`Check`: ✓ ok, ✗ fail (with the fix), ! warn, ? unverified, - not needed. A
 report with any ✗ is not ``ok`` (the command exits 1).
 
-The connection form's Test button (:meth:`ZohoCRMHook.test_connection`) runs :func:`connection_checks`: the
-token, the org, and the scopes — no other call.
+The connection form's Test button (``ZohoCRMHook.test_connection``) runs :func:`connection_checks`: the token,
+the org, and the scopes — no other call. The hook calls down into this module; nothing here knows the hook.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from airflow_provider_zohocrm.zoho import scopes as need
+from airflow_provider_zohocrm.zoho.client import ZohoCRMClient
+from airflow_provider_zohocrm.zoho.datacenters import Endpoints
 from airflow_provider_zohocrm.zoho.errors import (
-    ZohoConfigError,
     ZohoCRMError,
     ZohoScopeError,
     ZohoValidationError,
@@ -38,24 +40,32 @@ from airflow_provider_zohocrm.zoho.validation import (
     validate_module,
 )
 
-if TYPE_CHECKING:
-    from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
-    from airflow_provider_zohocrm.zoho.client import ZohoCRMClient
-
 Status = Literal["ok", "fail", "warn", "unverified", "skip"]
 SYMBOLS: dict[str, str] = {"ok": "✓", "fail": "✗", "warn": "!", "unverified": "?", "skip": "-"}
 #: Records read on the first page of a view or COQL query (one call).
 FIRST_PAGE = 200
 DEFAULT_SAMPLE = 3
+CONNECTION_FIX = "Fix the connection (README: 'The connection')."
+MISSING_CONNECTION_FIX = "Create the connection first."
 SCOPE_FIX = (
     "Generate a new refresh token whose scopes include {scopes} (README: 'Getting a refresh token') and put it"
     " in the connection's refresh_token."
 )
 
 
-@dataclass
+class ConnectionSettings(Protocol):
+    """What the preflight reads of a connection's validated settings (the hook's ``ZohoConnectionSettings``)."""
+
+    @property
+    def endpoints(self) -> Endpoints: ...
+
+    @property
+    def api_version(self) -> str: ...
+
+
+@dataclass(frozen=True)
 class Check:
-    """One line of the checklist; ``fix`` says what to do about a ✗ (or a !)."""
+    """One line of the checklist; ``fix`` says what to do about a ✗ (or a !). Recorded once, never edited."""
 
     name: str
     status: Status
@@ -92,7 +102,10 @@ class PreflightReport:
         return next(c for c in self.checks if c.name == name)
 
     def add(self, name: str, status: Status, detail: str, fix: str = "") -> Check:
-        item = Check(name, status, detail, fix)
+        return self.record(Check(name, status, detail, fix))
+
+    def record(self, item: Check) -> Check:
+        """Append a step's check (the checklist keeps the order the steps ran in)."""
         self.checks.append(item)
         return item
 
@@ -124,29 +137,26 @@ def _fix(scope_need: ScopeNeed) -> str:
     return SCOPE_FIX.format(scopes=scope_need.describe())
 
 
+def unusable_connection(conn_id: str, detail: str, fix: str = CONNECTION_FIX) -> PreflightReport:
+    """The report of a connection whose settings cannot be read (missing, incomplete): its one ✗."""
+    report = PreflightReport(conn_id=conn_id)
+    report.add("connection", "fail", detail, fix)
+    return report
+
+
 class _Preflight:
     """The steps, sharing what earlier steps learnt (the token's scopes, the view's first page)."""
 
-    def __init__(self, hook: ZohoCRMHook, report: PreflightReport) -> None:
-        self.hook = hook
+    def __init__(self, client: ZohoCRMClient, settings: ConnectionSettings, report: PreflightReport) -> None:
+        self.client = client
+        self.settings = settings
         self.report = report
         self.scopes: list[str] | None = None
-
-    @property
-    def client(self) -> ZohoCRMClient:
-        return self.hook.client
 
     def connection_and_token(self) -> bool:
         """The connection's settings and a token; False when the rest cannot run."""
         report = self.report
-        try:
-            settings = self.hook.settings
-        except ZohoConfigError as exc:
-            report.add("connection", "fail", str(exc), "Fix the connection (README: 'The connection').")
-            return False
-        except Exception as exc:  # e.g. the connection does not exist
-            report.add("connection", "fail", f"{type(exc).__name__}: {exc}", "Create the connection first.")
-            return False
+        settings = self.settings
         endpoints = settings.endpoints
         report.add(
             "connection",
@@ -155,7 +165,7 @@ class _Preflight:
             f" API {settings.api_version}",
         )
         try:
-            token = self.hook.tokens.get_token()
+            token = self.client.tokens.get_token()
         except ZohoCRMError as exc:
             report.add("access token", "fail", str(exc), "See the message: Zoho's answer names the cause.")
             return False
@@ -203,41 +213,39 @@ class _Preflight:
 
     # -- steps that read -----------------------------------------------------------------------------------
 
-    def read_step(
-        self, name: str, scope_need: ScopeNeed, required: bool, call: Callable[[], str]
-    ) -> str | None:
-        """Run a read call and judge the step by Zoho's answer; ``None`` when it failed."""
+    def read_step(self, name: str, scope_need: ScopeNeed, required: bool, call: Callable[[], str]) -> Check:
+        """Run a read call and record the step, judged by Zoho's answer; returns its check."""
+        return self.report.record(self.judge_read(name, scope_need, required, call))
+
+    def judge_read(self, name: str, scope_need: ScopeNeed, required: bool, call: Callable[[], str]) -> Check:
+        """Run a read call and judge the step by Zoho's answer, without recording it (a caller that learns
+        more from the answer records its own verdict)."""
         try:
             detail = call()
         except ZohoScopeError:
             status: Status = "fail" if required else "warn"
             have = "" if self.scopes is None else " (none of the granted scopes covers it)"
-            self.report.add(
+            return Check(
                 name, status, f"Zoho refused: the token lacks {scope_need.describe()}{have}", _fix(scope_need)
             )
-            return None
         except ZohoValidationError as exc:
-            self.report.add(name, "fail", str(exc), "Use one of the names or ids listed.")
-            return None
+            return Check(name, "fail", str(exc), "Use one of the names or ids listed.")
         except ZohoCRMError as exc:
-            self.report.add(name, "fail" if required else "warn", str(exc))
-            return None
+            return Check(name, "fail" if required else "warn", str(exc))
         if self.scopes is not None and not granted_by(self.scopes, scope_need):
             detail += f" (Zoho allowed it, though no granted scope names {scope_need.describe()})"
-        self.report.add(name, "ok", detail)
-        return detail
+        return Check(name, "ok", detail)
 
     def org(self) -> None:
         def call() -> str:
-            org = self.hook.get_org()
+            org = self.client.get_org()
             self.report.org = org
-            settings = self.hook.settings
             license_details = org.get("license_details")
             edition = license_details.get("paid_type") if isinstance(license_details, dict) else None
             parts = [
                 f"{org.get('company_name') or 'unnamed org'!r} (id {org.get('id')})",
-                f"data center {settings.endpoints.data_center.name!r}",
-                f"API domain {self.hook.tokens.get_token().api_domain}",
+                f"data center {self.settings.endpoints.data_center.name!r}",
+                f"API domain {self.client.tokens.get_token().api_domain}",
             ]
             if edition:
                 parts.append(f"edition {edition}")
@@ -246,71 +254,113 @@ class _Preflight:
         self.read_step("org", need.org_read(), True, call)
 
 
+@dataclass(frozen=True)
+class PreflightRequest:
+    """What to check, validated (build it with :meth:`checked`, before any call or connection read)."""
+
+    module: str = "Leads"
+    view: str | None = None
+    coql_query: str | None = None
+    all_records: bool = False
+    verify: str | None = None
+    needs_person_tag: str | None = None
+    count: bool = False
+    sample: int = DEFAULT_SAMPLE
+    min_hours_since_bounce: float = 0
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        module: str = "Leads",
+        view: str | None = None,
+        coql_query: str | None = None,
+        all_records: bool = False,
+        verify: str | None = None,
+        needs_person_tag: str | None = None,
+        count: bool = False,
+        sample: int = DEFAULT_SAMPLE,
+        min_hours_since_bounce: float = 0,
+    ) -> PreflightRequest:
+        """Check one source the way the DAG will use it.
+
+        :param module: the module API name (a ``coql_query`` names its own module in its ``from``).
+        :param view: a custom view's name as shown in the CRM, or its id.
+        :param coql_query: a COQL select of the candidates (without limit/offset).
+        :param all_records: the DAG's ``all: true`` source: every record of the module with an Email (read with
+            COQL), verified with ``emails`` unless ``verify`` says otherwise.
+        :param verify: the run's verification mode (``none``, ``emails``, ``sweep``): with ``emails`` the Emails
+            scope is required; otherwise the sample only warns.
+        :param needs_person_tag: the tag the run will set: makes the tag scope required.
+        :param count: count every record of the source (⌈N/200⌉ calls) instead of reading one page.
+        :param sample: how many of the source's records to check in their Emails lists (0: none).
+        :raises ZohoValidationError: on bad input.
+        """
+        if sum((view is not None, coql_query is not None, bool(all_records))) > 1:
+            raise ZohoValidationError("Give one source: a view, a coql_query, or all_records.")
+        if all_records:
+            from airflow_provider_zohocrm.zoho.sources import whole_module_query
+
+            coql_query = whole_module_query(validate_module(module), ["Email"], None, None)
+            verify = verify or "emails"
+        if coql_query is not None:
+            coql_query = validate_coql(coql_query)
+            module = coql_module(coql_query)
+        module = validate_module(module)
+        if verify is not None and verify not in VERIFY_MODES:
+            raise ZohoValidationError(f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}.")
+        if needs_person_tag is not None:
+            from airflow_provider_zohocrm.zoho.tags import validate_tag_names
+
+            validate_tag_names([needs_person_tag])
+        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+            raise ZohoValidationError(f"sample must be a whole number ≥ 0, not {sample!r}.")
+        if view is not None and not str(view).strip():
+            raise ZohoValidationError("Give the view's name or id, not an empty string.")
+        return cls(
+            module=module,
+            view=view,
+            coql_query=coql_query,
+            all_records=bool(all_records),
+            verify=verify,
+            needs_person_tag=needs_person_tag,
+            count=count,
+            sample=sample,
+            min_hours_since_bounce=min_hours_since_bounce,
+        )
+
+
 def run_preflight(
-    hook: ZohoCRMHook,
+    client: ZohoCRMClient,
+    settings: ConnectionSettings,
+    request: PreflightRequest,
     *,
-    module: str = "Leads",
-    view: str | None = None,
-    coql_query: str | None = None,
-    all_records: bool = False,
-    verify: str | None = None,
-    needs_person_tag: str | None = None,
-    count: bool = False,
-    sample: int = DEFAULT_SAMPLE,
-    min_hours_since_bounce: float = 0,
+    conn_id: str = "",
     now: datetime | None = None,
 ) -> PreflightReport:
-    """Check a connection and one source the way the DAG will use them, read-only.
+    """Check a connection (its client and settings) and one source the way the DAG will use them, read-only.
 
-    :param module: the module API name (a ``coql_query`` names its own module in its ``from``).
-    :param view: a custom view's name as shown in the CRM, or its id.
-    :param coql_query: a COQL select of the candidates (without limit/offset).
-    :param all_records: the DAG's ``all: true`` source: every record of the module with an Email (read with
-        COQL), verified with ``emails`` unless ``verify`` says otherwise.
-    :param verify: the run's verification mode (``none``, ``emails``, ``sweep``): with ``emails`` the Emails
-        scope is required; otherwise the sample only warns.
-    :param needs_person_tag: the tag the run will set: makes the tag scope required.
-    :param count: count every record of the source (⌈N/200⌉ calls) instead of reading one page.
-    :param sample: how many of the source's records to check in their Emails lists (0: none).
-    :raises ZohoValidationError: on bad input, before any call.
+    :param conn_id: the connection's name, for the report's heading.
+    :param now: the time the sample's bounces are judged at (default: now).
     """
-    if sum((view is not None, coql_query is not None, bool(all_records))) > 1:
-        raise ZohoValidationError("Give one source: a view, a coql_query, or all_records.")
-    if all_records:
-        from airflow_provider_zohocrm.zoho.sources import whole_module_query
-
-        coql_query = whole_module_query(validate_module(module), ["Email"], None, None)
-        verify = verify or "emails"
-    if coql_query is not None:
-        coql_query = validate_coql(coql_query)
-        module = coql_module(coql_query)
-    module = validate_module(module)
-    if verify is not None and verify not in VERIFY_MODES:
-        raise ZohoValidationError(f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}.")
-    if needs_person_tag is not None:
-        from airflow_provider_zohocrm.zoho.tags import validate_tag_names
-
-        validate_tag_names([needs_person_tag])
-    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
-        raise ZohoValidationError(f"sample must be a whole number ≥ 0, not {sample!r}.")
-    if view is not None and not str(view).strip():
-        raise ZohoValidationError("Give the view's name or id, not an empty string.")
-
-    report = PreflightReport(conn_id=hook.zohocrm_conn_id)
-    run = _Preflight(hook, report)
+    report = PreflightReport(conn_id=conn_id)
+    run = _Preflight(client, settings, report)
     if not run.connection_and_token():
         return report
     run.org()
-    first_ids = _source_steps(run, module, view, coql_query, count)
+    module, view, coql_query = request.module, request.view, request.coql_query
+    first_ids = _source_steps(run, module, view, coql_query, request.count)
     source: Literal["trusted", "all"] | None = (
-        "all" if all_records else "trusted" if (view or coql_query) else None
+        "all" if request.all_records else "trusted" if (view or coql_query) else None
     )
-    _emails_step(run, module, first_ids, sample, verify, source, min_hours_since_bounce, now)
+    _emails_step(
+        run, module, first_ids, request.sample, request.verify, source, request.min_hours_since_bounce, now
+    )
     run.scope_check(f"unblock {module}", need.unblock(module), True, "")
     run.scope_check(
         f"tag {module}",
         need.add_tags(module),
-        needs_person_tag is not None,
+        request.needs_person_tag is not None,
         "no needs_person_tag given",
     )
     return report
@@ -339,13 +389,13 @@ def _source_steps(
     if coql_query is not None:
 
         def coql() -> str:
-            rows, more = _coql_page(client, coql_query, FIRST_PAGE)
-            first.extend(rows)
+            page = client.coql_page(coql_query, limit=FIRST_PAGE)
+            first.extend(page.ids)
             return _count_text(
-                report, f"the COQL query on {module}", len(rows), more, count, client, coql_query
+                report, f"the COQL query on {module}", len(page.ids), page.more, count, client, coql_query
             )
 
-        if run.read_step("COQL", need.coql_read(), True, coql) is not None:
+        if run.read_step("COQL", need.coql_read(), True, coql).status == "ok":
             report.add(f"read {module}", "ok", "proven by the COQL query")
         else:
             run.scope_check(f"read {module}", need.module_read(module), True, "")
@@ -359,13 +409,12 @@ def _source_steps(
 
     def records() -> str:
         if report.view_id is None:  # no view (or it was not found): prove the scope with one record
-            rows, _more = _records_page(client, module, None, 1)
-            first.extend(rows)
+            first.extend(client.records_page(module, per_page=1).ids)
             return f"{module} records are readable"
-        rows, more = _records_page(client, module, report.view_id, FIRST_PAGE)
-        first.extend(rows)
+        page = client.records_page(module, cvid=report.view_id, per_page=FIRST_PAGE)
+        first.extend(page.ids)
         label = f"view {report.view_id}"
-        return _count_text(report, label, len(rows), more, count, client, None, module=module)
+        return _count_text(report, label, len(page.ids), page.more, count, client, None, module=module)
 
     run.read_step(f"read {module}", need.module_read(module), True, records)
     if view is not None and report.view_id is None:
@@ -374,7 +423,7 @@ def _source_steps(
 
 
 def _coql_probe(client: ZohoCRMClient, query: str) -> str:
-    _coql_page(client, query, 1)
+    client.coql_page(query, limit=1)
     return "readable (probed with a one-row query)"
 
 
@@ -402,35 +451,6 @@ def _count_text(
     if first_page == 0:
         return f"{label} lists no records today: nothing to unblock (is it the right source?)"
     return f"{label} lists {first_page:,} record(s)"
-
-
-def _records_page(
-    client: ZohoCRMClient, module: str, cvid: str | None, per_page: int
-) -> tuple[list[str], bool]:
-    params: dict[str, Any] = {"fields": "id", "per_page": per_page, "page": 1}
-    if cvid:
-        params["cvid"] = cvid
-    response = client.request("GET", module, params=params, purpose="records", module=module)
-    return _ids_and_more(response.body)
-
-
-def _coql_page(client: ZohoCRMClient, query: str, limit: int) -> tuple[list[str], bool]:
-    module = coql_module(query)
-    body = {"select_query": f"{validate_coql(query)} limit {limit} offset 0"}
-    response = client.request("POST", "coql", json=body, purpose="coql", module=module)
-    return _ids_and_more(response.body)
-
-
-def _ids_and_more(body: Any) -> tuple[list[str], bool]:
-    if not isinstance(body, dict):  # 204: nothing
-        return [], False
-    data = body.get("data")
-    info = body.get("info")
-    data = data if isinstance(data, list) else []
-    info = info if isinstance(info, dict) else {}
-    return [str(row["id"]) for row in data if isinstance(row, dict) and "id" in row], bool(
-        info.get("more_records")
-    )
 
 
 def _emails_step(
@@ -477,21 +497,18 @@ def _emails_step(
         summary = ", ".join(f"{n} {verdict}" for verdict, n in counted.items())
         return f"read the Emails lists of {len(picked)} record(s): {summary}"
 
-    detail = run.read_step(name, scope_need, required, call)
-    if detail is None or source != "trusted":
-        return
+    check = run.judge_read(name, scope_need, required, call)
     never = [rid for rid, verdict in verdicts.items() if verdict == "none"]
-    if never:
-        check = run.report.checks[-1]
-        check.status = "warn"
-        check.detail += (
-            f". {len(never)} of {len(picked)} sampled record(s) show no bounce (latest email not bounced, or none"
-            f" within Zoho's 100-day retention): {', '.join(never)}"
+    if check.status == "ok" and source == "trusted" and never:
+        check = replace(
+            check,
+            status="warn",
+            detail=f"{check.detail}. {len(never)} of {len(picked)} sampled record(s) show no bounce (latest email"
+            f" not bounced, or none within Zoho's 100-day retention): {', '.join(never)}",
+            fix="The source may not list bounced records. Run with verify='emails' (those records are then"
+            " reported not_blocked, without an unblock call), or fix the view's criteria.",
         )
-        check.fix = (
-            "The source may not list bounced records. Run with verify='emails' (those records are then reported"
-            " not_blocked, without an unblock call), or fix the view's criteria."
-        )
+    run.report.record(check)
 
 
 # -- the connection form's Test button ---------------------------------------------------------------------
@@ -511,10 +528,12 @@ def _covered_modules(granted: Sequence[str], make: Callable[[str], ScopeNeed]) -
     return ", ".join(modules) if modules else None
 
 
-def connection_checks(hook: ZohoCRMHook) -> PreflightReport:
+def connection_checks(
+    client: ZohoCRMClient, settings: ConnectionSettings, *, conn_id: str = ""
+) -> PreflightReport:
     """What the Test button runs: the token, the org, and the scopes Zoho listed (no other call)."""
-    report = PreflightReport(conn_id=hook.zohocrm_conn_id)
-    run = _Preflight(hook, report)
+    report = PreflightReport(conn_id=conn_id)
+    run = _Preflight(client, settings, report)
     if not run.connection_and_token():
         return report
     run.org()

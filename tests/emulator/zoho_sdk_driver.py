@@ -1,6 +1,6 @@
 """Drives Zoho's own Python SDK (``zohocrmsdk8-0``, unmodified) against an emulator; run as a subprocess.
 
-``python tests/zoho_sdk_driver.py CONFIG.json`` prints one JSON object: what the SDK *parsed* for each step.
+``python tests/emulator/zoho_sdk_driver.py CONFIG.json`` prints one JSON object: what the SDK *parsed* for each step.
 The SDK keeps process-wide state (``Initializer`` is a singleton, ``Utility`` caches field types per class), so
 each test runs it in a process of its own, with its token store and resource path in the test's tmp dir.
 

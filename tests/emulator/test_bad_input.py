@@ -2,15 +2,13 @@
 
 Covers the gaps left by test_operator.py, test_hook.py and test_data_centers.py: the hook's own unblock
 methods (public API, reached without the operator), values that fool a regex (``"Leads\\n"``), URLs that two
-URL parsers read differently, whitespace-only credentials, reading-side arguments, and the operator inside a
-real DAG run.
+URL parsers read differently, whitespace-only credentials, and reading-side arguments. Inside a real DAG run:
+tests/airflow/test_bad_input_dags.py.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +16,10 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
 from airflow_provider_zohocrm.operators.unblock_email import UnblockEmailOperator
-from airflow_provider_zohocrm.testing import BOUNCED_VIEW_ID, ZohoCRMEmulator, seed_demo_org
+from airflow_provider_zohocrm.testing import ZohoCRMEmulator, seed_demo_org
 from airflow_provider_zohocrm.zoho import FileTokenStore, ZohoConfigError
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
-from tests.conftest import dag_run_state, emulator_conn_env, run_dag_test, set_connection
+from tests.conftest import set_connection
 
 pytestmark = pytest.mark.usefixtures("leak_audit")
 
@@ -235,81 +233,6 @@ def test_endpoint_overrides_that_could_send_secrets_elsewhere_are_refused_before
         ZohoCRMHook(token_store=token_store).get_org()
     assert repr(value) in str(info.value)
     assert total_requests(emulator) == 0
-
-
-# -- in a real DAG run -----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.airflow_run
-def test_bad_module_param_in_a_dag_run_fails_in_the_operator_before_any_unblock_call(
-    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path, leak_audit: Any
-) -> None:
-    seed_demo_org(emulator.backend, n_bounced=20)
-    conf = {
-        "coql_query": "select id from Leads where Email_Bounce_Status = 'Temporary'",
-        "module": "Leads/../org",
-    }
-    proc = run_dag_test(airflow_home, conf, {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)})
-    output = proc.stdout + proc.stderr
-    leak_audit.add_output(output)
-    assert dag_run_state(output) == "failed", output[-5000:]
-    # refused in the DAG's first task (module check, or the COQL query's module disagreeing with it)
-    assert re.search(r"AirflowFailException: .*'Leads/\.\./org'", output), output[-5000:]
-    requests = emulator.backend.stats["requests"]
-    assert requests["unblock_bulk"] == requests["unblock_single"] == 0
-
-
-@pytest.mark.airflow_run
-def test_a_misspelled_dry_run_key_fails_the_run_before_any_zoho_call(
-    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path, leak_audit: Any
-) -> None:
-    """``dryrun`` (for ``dry_run``) at the top level used to be ignored: the run went live and unblocked."""
-    seed_demo_org(emulator.backend, n_bounced=5)
-    proc = run_dag_test(
-        airflow_home,
-        {"cvid": BOUNCED_VIEW_ID, "dryrun": True},
-        {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)},
-    )
-    output = proc.stdout + proc.stderr
-    leak_audit.add_output(output)
-    assert dag_run_state(output) == "failed", output[-5000:]
-    assert "unknown key(s) 'dryrun' (did you mean 'dry_run'?)" in output, output[-5000:]
-    assert total_requests(emulator) == 0  # not even a token
-
-
-@pytest.mark.airflow_run
-def test_batch_size_over_zohos_limit_is_refused_by_the_dag_before_any_task(
-    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path, leak_audit: Any
-) -> None:
-    proc = run_dag_test(
-        airflow_home,
-        {"cvid": BOUNCED_VIEW_ID, "batch_size": 501},
-        {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)},
-    )
-    output = proc.stdout + proc.stderr
-    leak_audit.add_output(output)
-    assert proc.returncode != 0
-    assert "Invalid input for param batch_size: 501 is greater than the maximum of 500" in output
-    assert total_requests(emulator) == 0
-
-
-@pytest.mark.airflow_run
-def test_empty_view_is_a_green_run_with_nothing_to_do(
-    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path, leak_audit: Any
-) -> None:
-    seed_demo_org(emulator.backend, n_bounced=0)
-    proc = run_dag_test(
-        airflow_home, {"cvid": BOUNCED_VIEW_ID}, {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)}
-    )
-    output = proc.stdout + proc.stderr
-    leak_audit.add_output(output)
-    assert dag_run_state(output) == "success", output[-5000:]
-    assert "Found 0 candidate Leads record(s) from source #1 Leads view" in output
-    assert "0 ids → 0 mapped task(s)." in output
-    assert "0 candidate record(s) found, 0 reported, 0 unblock call(s)," in output  # the report still runs
-    requests = emulator.backend.stats["requests"]
-    assert requests["unblock_bulk"] == requests["unblock_single"] == 0
-    assert requests["records"] == 1
 
 
 # -- one home for validation (issue 9: no import circle between client.py and unblock.py) -------------------------

@@ -1,5 +1,5 @@
 """The example DAG's report (zoho/run_report.py): per module and in total, and the check that every candidate of
-every module ends in exactly one outcome. Pure logic; the DAG runs are in tests/test_dag_e2e.py."""
+every module ends in exactly one outcome. Pure logic; the DAG runs are in tests/airflow/test_dag_e2e.py."""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@ hide anything, and the scope hint. Against the emulator over HTTP, through the h
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from airflow_provider_zohocrm.zoho.tags import (
     tag_records,
     validate_tag_names,
 )
-from tests.conftest import set_connection
+from tests.conftest import REPO, set_connection
 
 
 def _hook(monkeypatch: pytest.MonkeyPatch, emulator: ZohoCRMEmulator, tmp_path: Path) -> ZohoCRMHook:
@@ -163,6 +165,31 @@ def test_a_token_without_the_tag_scope_gives_every_id_an_error_with_the_scope_to
     assert "ZohoCRM.settings.tags.ALL" in report.items[-1]["message"]
 
 
+def documented_lists(outcomes: Sequence[str], root: Path = REPO) -> list[str]:
+    """The paragraphs of README.md and docs/**/*.md that name every outcome as code (`tagged`, ...): where a
+    reader looks the outcomes up."""
+    pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    found = []
+    for page in (p for p in pages if p.is_file()):
+        for paragraph in re.split(r"\n\s*\n", page.read_text(encoding="utf-8")):
+            if set(outcomes) <= set(re.findall(r"`([^`\n]+)`", paragraph)):
+                found.append(f"{page.relative_to(root)}: {paragraph[:60]!r}")
+    return found
+
+
 def test_every_outcome_name_is_documented() -> None:
     assert set(TAG_OUTCOMES) == {"tagged", "locked", "invalid_record", "limit_exceeded", "error"}
     assert MAX_IDS_PER_TAG_CALL == 500
+    assert documented_lists(TAG_OUTCOMES), "no paragraph of README.md or docs/*.md lists every tag outcome"
+
+
+def test_the_documentation_check_reads_the_pages(tmp_path: Path) -> None:
+    """The check above is not vacuous: one outcome missing from the only list fails it."""
+    (tmp_path / "docs").mkdir()
+    listed = ", ".join(f"`{o}`" for o in TAG_OUTCOMES)
+    (tmp_path / "docs" / "tags.md").write_text(f"# Tags\n\nEach record gets one of {listed}.\n")
+    assert documented_lists(TAG_OUTCOMES, tmp_path)
+    (tmp_path / "docs" / "tags.md").write_text(
+        f"# Tags\n\nEach record gets one of {listed.replace('`locked`', 'locked')}.\n"
+    )
+    assert not documented_lists(TAG_OUTCOMES, tmp_path)

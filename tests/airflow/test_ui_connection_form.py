@@ -8,7 +8,7 @@
 * A screenshot of the filled form in ``tmp_path/connection-form.png``. The committed
   ``docs/images/connection-form.png`` is regenerated with::
 
-      ZOHOCRM_UI_SCREENSHOT=docs/images/connection-form.png pytest -m browser tests/test_ui_connection_form.py
+      ZOHOCRM_UI_SCREENSHOT=docs/images/connection-form.png pytest -m browser tests/airflow/test_ui_connection_form.py
 
 Needs the ``chromium`` Debian package (``apt-get install chromium``) and ``playwright`` (the ``dev`` extra).
 Nothing is installed at run time; ``playwright install`` is never needed (it would download a browser).

@@ -28,6 +28,7 @@ from airflow_provider_zohocrm.zoho.unblock import (
     split_batches,
     validate_record_ids,
 )
+from airflow_provider_zohocrm.zoho.validation import SUPPORTED_MODULES
 
 settings.register_profile(
     "zohocrm", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -254,25 +255,69 @@ def test_merge_reports_partitions_the_union_of_tasks(
 # -- validation and URL safety for any string ----------------------------------------------------------------------
 
 
-@given(module=st.text(max_size=12))
+#: A module API name as Zoho defines it (ASCII letter, then letters, digits, underscores; at most 100).
+_API_NAME = r"[A-Za-z][A-Za-z0-9_]{0,99}"
+_SUPPORTED = {m.lower().replace("_", ""): m for m in SUPPORTED_MODULES}
+api_names = st.one_of(st.sampled_from(SUPPORTED_MODULES), st.from_regex(_API_NAME, fullmatch=True))
+
+
+def _is_api_name(module: str) -> bool:
+    """The rule, stated independently of the code: an API name, and not a mis-cased standard module."""
+    if not re.fullmatch(_API_NAME, module):
+        return False
+    return _SUPPORTED.get(module.lower().replace("_", ""), module) == module
+
+
+@given(module=st.one_of(api_names, st.text(max_size=12)))
 @example(module="Leads\n")
 @example(module="Leads/../org")
+@example(module="leads")
+@example(module="Bounced_Contacts")
 def test_validate_module_accepts_only_api_names(module: str) -> None:
-    try:
-        accepted = validate_module(module)
-    except ZohoValidationError as exc:
-        assert repr(module) in str(exc)  # the error names the value
+    """Half the examples are API names (they must be accepted as given), half any text (accepted only if it
+    is an API name; otherwise the error names the value)."""
+    if not _is_api_name(module):
+        with pytest.raises(ZohoValidationError) as info:
+            validate_module(module)
+        assert repr(module) in str(info.value)  # the error names the value
         return
+    accepted = validate_module(module)
     assert accepted == module and accepted.isascii()
     assert accepted[0].isalpha() and all(c.isalnum() or c == "_" for c in accepted)
 
 
-@given(values=st.lists(st.one_of(st.text(max_size=8), st.integers(), st.none(), st.floats()), max_size=6))
+_DIGITS = st.from_regex(r"[0-9]{1,30}", fullmatch=True)
+valid_id = st.one_of(
+    _DIGITS, _DIGITS.map(lambda d: f" {d}\t"), st.integers(min_value=0, max_value=10**30 - 1)
+)
+any_value = st.one_of(st.text(max_size=8), st.integers(), st.none(), st.floats(), st.booleans())
+
+
+def _as_id(value: Any) -> str | None:
+    """What a valid record id is, stated independently of the code: a str or int (not a bool) whose text,
+    stripped, is 1 to 30 ASCII digits. ``None`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value).strip()
+    return text if re.fullmatch(r"[0-9]{1,30}", text) else None
+
+
+@given(
+    values=st.one_of(
+        st.lists(valid_id, max_size=6, unique_by=lambda v: str(v).strip()),  # all valid: must be accepted
+        st.lists(st.one_of(valid_id, any_value), max_size=6),  # anything: accepted only if every id is valid
+    )
+)
+@example(values=["1", " 2 ", 3, "0"])
+@example(values=["1", 1])
 def test_validated_record_ids_are_unique_ascii_digit_strings(values: list[Any]) -> None:
-    try:
-        ids = validate_record_ids(values)
-    except ZohoValidationError:
+    expected = [_as_id(v) for v in values]
+    if None in expected or len(set(expected)) != len(expected):
+        with pytest.raises(ZohoValidationError):
+            validate_record_ids(values)
         return
+    ids = validate_record_ids(values)
+    assert ids == expected  # accepted, each id once, as its digits, in the order given
     assert len(ids) == len(set(ids)) == len(values)
     assert all(r.isascii() and r.isdigit() and 1 <= len(r) <= 30 for r in ids)
 

@@ -33,6 +33,7 @@ from airflow_provider_zohocrm.testing import (
     seed_demo_org,
 )
 from airflow_provider_zohocrm.zoho.unblock import Outcome
+from tests.airflow.test_dag_e2e import report_of
 from tests.conftest import (
     BIN,
     airflow_env,
@@ -40,7 +41,6 @@ from tests.conftest import (
     emulator_conn_env,
     run_dag_test,
 )
-from tests.test_dag_e2e import report_of
 
 pytestmark = [pytest.mark.airflow_run, pytest.mark.usefixtures("leak_audit")]
 

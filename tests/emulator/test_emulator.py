@@ -694,7 +694,7 @@ def test_seed_scales_and_is_deterministic() -> None:
 def test_cli_prints_a_pasteable_export_line_and_the_demo_views(tmp_path: Any) -> None:
     """``python -m airflow_provider_zohocrm.testing`` prints ``export NAME='json'`` (shell-quoted), then comments
     naming the demo views: every line pastes into a shell, and the exported value is the connection."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
