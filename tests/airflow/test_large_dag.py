@@ -47,9 +47,7 @@ def test_a_sweep_of_150000_leads_unblocks_each_blocked_record_once_with_bounded_
     for rid in blocked:
         backend.set_email_state("Leads", rid, blocked="temporary")
     conf = {"sources": [{"module": "Leads", "all": True, "verify": "sweep"}]}
-    proc = run_dag_test(
-        airflow_home, conf, {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)}
-    )
+    proc = run_dag_test(airflow_home, conf, {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)})
     output = STDOUT_RE.sub(r"\1", proc.stdout + proc.stderr)
     assert_no_secrets(output, emulator)
     print(f"\n150,000-Lead sweep: dags test took {proc.seconds:.1f} s")
