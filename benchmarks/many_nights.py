@@ -104,6 +104,7 @@ def simulate(
     from airflow_provider_zohocrm.hooks.coverage_store import CoverageStore
     from airflow_provider_zohocrm.testing import EmulatorBackend, EmulatorConfig, ZohoCRMEmulator
     from airflow_provider_zohocrm.testing.emails import bounced, sent
+    from airflow_provider_zohocrm.zoho.addresses import addresses_by_id, coql_with_fields
     from airflow_provider_zohocrm.zoho.auth import OAuthCredentials, TokenManager
     from airflow_provider_zohocrm.zoho.client import RetryPolicy, ZohoCRMClient
     from airflow_provider_zohocrm.zoho.datacenters import resolve_endpoints
@@ -118,7 +119,8 @@ def simulate(
     bounces: list[tuple[str, float]] = []
     blocked: set[str] = set()
     store = CoverageStore("simulation", "Leads.all", MemoryVariables(), settle_seconds=0.0)
-    query = whole_module_query("Leads", ["Email"], None, None)
+    # the addresses come with the ids, as the DAG reads a verify="emails" source (no extra call)
+    query = coql_with_fields(whole_module_query("Leads", ["Email"], None, None), ["Email"])
     started_all = time.perf_counter()
     with ZohoCRMEmulator(backend) as em:
         creds = OAuthCredentials(backend.client_id, backend.client_secret, backend.refresh_token)
@@ -143,7 +145,9 @@ def simulate(
                 tokens, retry=RetryPolicy(max_attempts=5, backoff_base=0.01, backoff_max=0.1)
             )
             t0 = time.perf_counter()
-            candidates = [str(row["id"]) for row in client.iter_coql(query)]
+            rows = list(client.iter_coql(query))
+            candidates = [str(row["id"]) for row in rows]
+            addresses = addresses_by_id(rows, ["Email"]) if mode != "sweep" else None
             if mode == "rolling":
                 result = run_source_once(
                     client,
@@ -154,6 +158,7 @@ def simulate(
                     budget=budget,
                     min_hours_since_bounce=policy_hours,
                     max_parallel=parallel,
+                    addresses=addresses,
                 )
                 report = result.report
             else:
@@ -164,6 +169,7 @@ def simulate(
                     500,
                     verify=mode,
                     min_hours_since_bounce=policy_hours if mode == "emails" else 0,
+                    addresses=addresses,
                     strict=False,
                 )
                 report = run_unblock(client, plan, parallel)

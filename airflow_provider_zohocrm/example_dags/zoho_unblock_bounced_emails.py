@@ -70,6 +70,7 @@ SOURCE_SCHEMA: dict[str, Any] = {
         "verify": {"type": "string", "enum": VERIFY_ENUM},
         "min_hours_since_bounce": {"type": "number", "minimum": 0},
         "max_email_checks": {"type": ["integer", "null"], "minimum": 1},
+        "check_domain": {"type": "boolean"},
     },
 }
 
@@ -131,6 +132,18 @@ def _max_groups() -> int:
         "unblock_fields": Param(
             ["Email"], **UNBLOCK_FIELDS_SCHEMA, description="Email and/or Secondary_Email"
         ),
+        "check_domain": Param(
+            False,
+            type="boolean",
+            description="verify=emails: look up the domain of a domain/host-failure soft bounce in DNS first;"
+            " a domain with no mail host is deferred (one DNS query per distinct domain)",
+        ),
+        "dns_options": Param(
+            None,
+            type=["null", "object"],
+            description='check_domain\'s resolver, e.g. {"nameservers": ["10.0.0.2"], "port": 53, "timeout": 5};'
+            " default: the system's",
+        ),
         "needs_person_tag": Param(
             None,
             type=["null", "string"],
@@ -179,11 +192,12 @@ def zoho_unblock_bounced_emails() -> None:
         settings: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Resolve every view name first (an unknown name fails before anything else), then read each source's
-        ids; a record two sources of one module both list is kept once. A source with ``max_email_checks``
-        keeps only this run's slice of its rolling coverage (``hooks/coverage_run.py``). Ids leave packed."""
+        ids; a record two sources of one module both list is kept once. A source with ``max_email_checks`` keeps only this run's slice of its
+        rolling coverage (``hooks/coverage_run.py``). Ids leave packed (``zoho/id_packing.py``)."""
         from airflow.providers.common.compat.sdk import AirflowFailException
 
         from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
+        from airflow_provider_zohocrm.zoho.addresses import addresses_by_id
         from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
         from airflow_provider_zohocrm.zoho.sources import Source, dedupe_candidates
 
@@ -201,15 +215,22 @@ def zoho_unblock_bounced_emails() -> None:
             elif source.kind == "cvid":
                 cvids[source.index] = str(source.cvid)
         read: list[tuple[Source, list[str]]] = []
+        addresses: dict[int, dict[str, dict[str, str | None]]] = {}
         credits: dict[int, int] = {}
         for source in sources:
             before = hook.client.credits_spent
             if source.index in cvids:
-                rows = hook.iter_records(source.module, cvid=cvids[source.index], fields=["id"])
+                rows = list(
+                    hook.iter_records(source.module, cvid=cvids[source.index], fields=source.read_fields())
+                )
             else:
-                rows = hook.iter_coql(str(source.query))
-            read.append((source, [str(row["id"]) for row in rows]))  # the hook yields each record once
+                rows = list(hook.iter_coql(source.read_query()))  # the hook yields each record once
+            read.append((source, [str(row["id"]) for row in rows]))
             credits[source.index] = hook.client.credits_spent - before
+            if (
+                source.reads_addresses
+            ):  # verify=emails: each field judged by its own address, read with the ids
+                addresses[source.index] = addresses_by_id(rows, source.unblock_fields)
         kept, repeated = dedupe_candidates(read)
         found = []
         for source, ids in kept:
@@ -219,15 +240,16 @@ def zoho_unblock_bounced_emails() -> None:
                 + (f" ({again:,} more already listed by an earlier source)" if again else "")
                 + "."
             )
-            found.append(
-                {
-                    "source": source.index,
-                    "module": source.module,
-                    "ids": ids,
-                    "repeated": again,
-                    "credits_spent": credits[source.index],
-                }
-            )
+            entry: dict[str, Any] = {
+                "source": source.index,
+                "module": source.module,
+                "ids": ids,
+                "repeated": again,
+                "credits_spent": credits[source.index],
+            }
+            if source.index in addresses:
+                entry["addresses"] = {rid: addresses[source.index][rid] for rid in ids}
+            found.append(entry)
         return coverage_and_pack(found, settings, params or {}, str(run_id), hook.client.server_time())
 
     @task
@@ -235,10 +257,8 @@ def zoho_unblock_bounced_emails() -> None:
         found: list[dict[str, Any]], settings: dict[str, Any], ti: Any = None
     ) -> list[dict[str, Any]]:
         """Whole batches of every source over at most min(max_map_length, MAX_PARALLEL) tasks in total. Each
-        group's ids go to an XCom of their own (``ids_<map index>``, packed): the mapped tasks' list stays small,
-        and each task pulls only its own ids."""
-        from airflow_provider_zohocrm.hooks.coverage_run import group_reference
-        from airflow_provider_zohocrm.zoho.id_packing import pack_ids
+        group's ids (packed) and addresses go to an XCom of their own (``group_<map index>``): the mapped tasks'
+        list stays small, and each task pulls only its own records."""
         from airflow_provider_zohocrm.zoho.sources import Source, plan_groups
 
         found = [{**f, "ids": unpack_ids(f["ids"])} for f in found]
@@ -249,13 +269,10 @@ def zoho_unblock_bounced_emails() -> None:
             batch_size=int(settings["batch_size"]),
             max_groups=_max_groups(),
             needs_person_tag=settings.get("needs_person_tag"),
+            addresses=_addresses_by_module(found),
+            dns_options=settings.get("dns_options"),
         )
-        coverage = {f["source"]: f.get("coverage") for f in found}
-        owners = [f["source"] for f in found if f["ids"] for _ in range(_count_groups(groups, f["ids"]))]
-        for i, (group, owner) in enumerate(zip(groups, owners, strict=True)):
-            ti.xcom_push(key=f"ids_{i}", value=pack_ids(group.pop("record_ids")))
-            info = coverage.get(owner)
-            group["coverage"] = group_reference(info) if info else None
+        park_groups(groups, found, ti)
         total = sum(len(f["ids"]) for f in found)
         modules = sorted({g["module"] for g in groups})
         print(
@@ -279,6 +296,7 @@ def zoho_unblock_bounced_emails() -> None:
             build_run_report,
             format_run_report,
         )
+        from airflow_provider_zohocrm.zoho.unblock import field_counts
 
         # Iterating Airflow's lazy sequence of mapped results asks for one item past the end, and Airflow 3.3
         # logs that 404 as an ERROR ("XCom not found"): read exactly len() items instead.
@@ -302,6 +320,14 @@ def zoho_unblock_bounced_emails() -> None:
             "calls": merged["calls"],
             "email_checks": merged["email_checks"],
             "tag_calls": merged["tag_calls"],
+            "read_calls": merged["read_calls"],
+            "dns_queries": merged["dns_queries"],
+            # per field (unblock_fields with both): module → field → outcome → (record, field) pairs; the
+            # pairs themselves are in each mapped task's XCom
+            "field_counts": {m: field_counts(slots) for m, slots in merged["fields"].items()},
+            # a dry run's plan: module → field set → the ids its unblock calls would carry
+            "would_send": merged["would_send"],
+            "planned_calls": merged["planned_calls"],
             # ids only (each mapped task's XCom has Zoho's bounce details): the XCom stays small
             "needs_person": {
                 outcome: [f"{r['module']}:{r['id']}" for r in records]
@@ -318,7 +344,8 @@ def zoho_unblock_bounced_emails() -> None:
     unblock = UnblockEmailOperator.partial(
         task_id="unblock_emails",
         zohocrm_conn_id="{{ params.conn_id }}",
-        record_ids="{{ ti.xcom_pull(task_ids='make_groups', key='ids_' ~ ti.map_index) | zoho_ids }}",
+        record_ids="{{ ti.xcom_pull(task_ids='make_groups', key='group_' ~ ti.map_index)['ids'] | zoho_ids }}",
+        addresses="{{ ti.xcom_pull(task_ids='make_groups', key='group_' ~ ti.map_index)['addresses'] }}",
         batch_size="{{ params.batch_size }}",
         dry_run="{{ params.dry_run }}",
         max_active_tis_per_dagrun=MAX_PARALLEL,
@@ -342,7 +369,29 @@ def coverage_and_pack(
     planned = plan_sources(
         found, sources, DAG_ID, run_id, now, reset_first=bool(params.get("reset_coverage"))
     )
-    return [{**f, "ids": pack_ids(f["ids"])} for f in planned]
+    out = []
+    for entry in planned:
+        if entry.get("coverage") and entry.get("addresses"):  # only this run's records' addresses go on
+            entry = {**entry, "addresses": {rid: entry["addresses"][rid] for rid in entry["ids"]}}
+        out.append({**entry, "ids": pack_ids(entry["ids"])})
+    return out
+
+
+def park_groups(groups: list[dict[str, Any]], found: list[dict[str, Any]], ti: Any) -> None:
+    """Move each group's ids (packed) and addresses to the XCom ``group_<i>``, so the list the mapped tasks
+    resolve holds no ids; a group of a coverage source gets the reference its checkpoint needs."""
+    from airflow_provider_zohocrm.hooks.coverage_run import group_reference
+    from airflow_provider_zohocrm.zoho.id_packing import pack_ids
+
+    # a coverage source holds at most its budget of ids this run, and a record is in one source of its module
+    owner = {rid: f["coverage"] for f in found if f.get("coverage") for rid in f["ids"]}
+    for i, group in enumerate(groups):
+        ids = group.pop("record_ids")
+        ti.xcom_push(
+            key=f"group_{i}", value={"ids": pack_ids(ids), "addresses": group.pop("addresses", None)}
+        )
+        info = owner.get(ids[0]) if ids else None
+        group["coverage"] = group_reference(info) if info else None
 
 
 def coverage_lines(
@@ -355,10 +404,12 @@ def coverage_lines(
     return finish_sources(found, groups or [], results, run_id)
 
 
-def _count_groups(groups: list[dict[str, Any]], ids: list[str]) -> int:
-    """How many of ``groups`` (plan_groups' order: source by source) hold ``ids``' records."""
-    wanted = set(ids)
-    return sum(1 for g in groups if g["record_ids"] and g["record_ids"][0] in wanted)
+def _addresses_by_module(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """module → id → {field: address}, from the sources that read addresses (verify=emails)."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in found:
+        out.setdefault(entry["module"], {}).update(entry.get("addresses") or {})
+    return out
 
 
 def _max_groups_hard_limit() -> int:

@@ -39,7 +39,7 @@ from airflow_provider_zohocrm.zoho.coverage import (
 )
 from airflow_provider_zohocrm.zoho.emails import BUDGET_REASON
 from airflow_provider_zohocrm.zoho.unblock import Outcome, UnblockReport
-from airflow_provider_zohocrm.zoho.unblock_job import Decision
+from airflow_provider_zohocrm.zoho.unblock_job import Decision, FieldDecision
 
 #: The schedule's period, used for "deferred records due by the next run" (the example DAG runs @daily).
 NIGHT_SECONDS = 86_400.0
@@ -144,17 +144,28 @@ def plan_sources(
 
 
 def decision_to_json(decision: Decision) -> list[Any]:
+    """A decision as compact JSON (per field too: the fields settled without a call, the sent fields' details)."""
     return [
         list(decision.fields),
         decision.outcome.value if decision.outcome else None,
         decision.details,
         decision.reason,
+        {f: [d.outcome.value, d.details, d.reason] for f, d in decision.settled.items()},
+        {f: dict(d) for f, d in decision.field_details.items()},
     ]
 
 
 def decision_from_json(record_id: str, data: Sequence[Any]) -> Decision:
-    fields, outcome, details, reason = data
-    return Decision(record_id, tuple(fields), Outcome(outcome) if outcome else None, details, reason)
+    fields, outcome, details, reason, settled, field_details = data
+    return Decision(
+        record_id,
+        tuple(fields),
+        Outcome(outcome) if outcome else None,
+        details,
+        reason,
+        settled={f: FieldDecision(Outcome(o), d, r) for f, (o, d, r) in settled.items()},
+        field_details=field_details,
+    )
 
 
 def _bounce_due(details: Mapping[str, Any] | None, min_hours: float, now: float) -> float:
@@ -178,6 +189,16 @@ def verdicts_of(report: UnblockReport, min_hours: float, now: float) -> RunCheck
                 if report.reasons.get(rid) == BUDGET_REASON:
                     continue
                 due = _bounce_due(report.details.get(rid), min_hours, now)
+                out.record(rid, Verdict("deferred", max(due, now + 1.0)))
+                continue
+            # per field (both email fields): a young bounce on one field brings the record back when it is due
+            young = [
+                f
+                for f, word in (report.fields.get(rid) or {}).items()
+                if word == Outcome.DEFERRED.value and report.field_reasons.get(f"{rid} {f}") != BUDGET_REASON
+            ]
+            if young:
+                due = min(_bounce_due(report.field_details.get(f"{rid} {f}"), min_hours, now) for f in young)
                 out.record(rid, Verdict("deferred", max(due, now + 1.0)))
             else:
                 out.record(rid, Verdict("done"))
@@ -325,10 +346,12 @@ def run_source_once(
     max_parallel: int = 1,
     tries: int = 1,
     reset_first: bool = False,
+    addresses: Mapping[str, Mapping[str, str | None]] | None = None,
 ) -> NightResult:
     """The DAG's steps for one source in one process (the simulation, and tests of the steps): plan under a claim,
     run the job with a checkpoint (``tries`` attempts, as task retries), commit. Emails checks are capped at
-    ``budget`` as the DAG caps them."""
+    ``budget`` as the DAG caps them. ``addresses``: the records' addresses as read with the candidates (the DAG
+    reads them with the ids); None: the job reads them itself."""
     from airflow_provider_zohocrm.zoho.unblock_job import UnblockJobFailed, UnblockPlan, run_unblock
 
     now = client.server_time()
@@ -346,6 +369,7 @@ def run_source_once(
             verify="emails",
             min_hours_since_bounce=min_hours_since_bounce,
             max_email_checks=budget,
+            addresses={rid: addresses[rid] for rid in ids if rid in addresses} if addresses else None,
         )
         plan = replace(plan, now=now)
         for _ in range(tries):

@@ -7,7 +7,7 @@ the XCom result, the ``fail_on`` policy and the extra link.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from airflow_provider_zohocrm.zoho.unblock import (
     UnblockReport,
     UnblockRequest,
     deferred_line,
+    field_tables,
     format_table,
     needs_person_lines,
 )
@@ -88,6 +89,15 @@ class UnblockEmailOperator(BaseOperator):
     :param needs_person_tag: tag the ``permanently_blocked`` and ``limit_reached`` records with this tag in
         Zoho (Add Tags API), so reps can filter on it. A failed tag call is logged and reported, and fails
         the task only when ``fail_on`` lists ``"tag_failed"``. Templated.
+    :param addresses: ``{id: {field: address or None}}``, the records' addresses as the source read them with
+        the ids (the example DAG passes them). With ``verify="emails"`` each field is judged by the mail sent to
+        its own address; without them the task reads them itself (one COQL call per 50 ids). Not templated: an
+        address is the CRM's data, and data is never rendered as a template (pass an XComArg or
+        ``expand_kwargs``, as the example DAG does).
+    :param check_domain: with ``verify="emails"``, look up in DNS the domain of a soft bounce whose category
+        says the domain or host failed; a domain with no mail host is ``deferred`` (opt-in). Templated.
+    :param dns_options: ``check_domain``'s resolver: ``{"nameservers": [...], "port": 53, "timeout": 5}``
+        (default: the system's resolver). Templated.
     :param coverage: set by the example DAG for a source under rolling coverage (``hooks/coverage_run.py``): the
         job keeps its decisions and verdicts in a checkpoint Variable, so a retry does not read again what an
         earlier try read, and the run's report moves the source's cursor over them.
@@ -107,8 +117,15 @@ class UnblockEmailOperator(BaseOperator):
         "min_hours_since_bounce",
         "max_email_checks",
         "needs_person_tag",
+        "check_domain",
+        "dns_options",
+        "addresses",
     )
-    template_fields_renderers = {"record_ids": "json", "unblock_fields": "json"}
+    template_fields_renderers = {
+        "record_ids": "json",
+        "unblock_fields": "json",
+        "dns_options": "json",
+    }
     operator_extra_links = (ZohoCRMModuleLink(),)
     ui_color = "#e42527"
 
@@ -127,6 +144,9 @@ class UnblockEmailOperator(BaseOperator):
         min_hours_since_bounce: float | str = 0,
         max_email_checks: int | str | None = None,
         needs_person_tag: str | None = None,
+        addresses: Mapping[str, Mapping[str, str | None]] | str | None = None,
+        check_domain: bool | str = False,
+        dns_options: Mapping[str, Any] | str | None = None,
         fail_on: Sequence[str] = (Outcome.ERROR.value,),
         coverage: dict[str, Any] | None = None,
         **kwargs: Any,
@@ -151,6 +171,9 @@ class UnblockEmailOperator(BaseOperator):
         self.min_hours_since_bounce = min_hours_since_bounce
         self.max_email_checks = max_email_checks
         self.needs_person_tag = needs_person_tag
+        self.addresses = addresses
+        self.check_domain = check_domain
+        self.dns_options = dns_options
         self.fail_on = list(fail_on)
         self.coverage = coverage
 
@@ -182,6 +205,9 @@ class UnblockEmailOperator(BaseOperator):
             min_hours_since_bounce=self.min_hours_since_bounce,
             max_email_checks=self.max_email_checks,
             needs_person_tag=self.needs_person_tag,
+            addresses=self.addresses,
+            check_domain=self.check_domain,
+            dns_options=self.dns_options,
             strict=False,
         )
 
@@ -194,20 +220,26 @@ class UnblockEmailOperator(BaseOperator):
         if not request.record_ids:
             self.log.info("No record ids given: nothing to unblock.")
             return plan.new_report().to_dict()
+        if plan.check_domain and plan.verify != "emails":
+            self.log.warning(
+                "check_domain applies only to verify='emails'; verify=%r ignores it.", plan.verify
+            )
         if plan.dry_run:
             self.log.info("%s", plan.dry_run_summary())
-            return plan.dry_run_report().to_dict()
+            if not plan.reads:  # nothing to read: no connection, no call
+                return self._plan_report(run_unblock(None, plan, self.max_parallel_calls, log=self.log))
         self._push_link(context, request.module)
         checkpoint = None
-        if self.coverage:
+        if self.coverage:  # rolling coverage (the example DAG): the run's "now", and a checkpoint for retries
             from dataclasses import replace
 
             from airflow_provider_zohocrm.hooks.coverage_run import task_checkpoint
 
-            checkpoint = task_checkpoint(
-                self.coverage, str(context["run_id"]), int(context["ti"].map_index or 0)
-            )
             plan = replace(plan, now=float(self.coverage["now"]))
+            if not plan.dry_run:  # a dry run reads but moves no cursor
+                checkpoint = task_checkpoint(
+                    self.coverage, str(context["run_id"]), int(context["ti"].map_index or 0)
+                )
         try:
             report = run_unblock(
                 self.hook.client, plan, self.max_parallel_calls, log=self.log, checkpoint=checkpoint
@@ -217,7 +249,31 @@ class UnblockEmailOperator(BaseOperator):
             if failed.final:  # no retry of the task can fix it: fail at once instead of burning retries
                 raise AirflowFailException(failed.explain()) from None
             raise AirflowException(failed.explain()) from None
-        return self._finish(context, report)
+        # what this task's calls cost (the client's own count), for the run report's credits line
+        spent = {"credits_spent": self.hook.client.credits_spent}
+        if plan.dry_run:
+            return {**self._plan_report(report), **spent}
+        return {**self._finish(context, report), **spent}
+
+    def _plan_report(self, report: UnblockReport) -> dict[str, Any]:
+        """A dry run's report is the plan: the outcomes reached by reading alone, and the calls it would make."""
+        would = sum(len(ids) for ids in report.would_send.values())
+        self.log.info(
+            "Dry run plan for %s (verify=%s), %d record(s); read with %d Emails call(s), %d address read(s),"
+            " %d DNS quer(ies); would make %d unblock call(s) for %d (record, field set) pair(s): %s;"
+            " nothing written:\n%s",
+            report.module,
+            report.verify,
+            report.total,
+            report.email_checks,
+            report.read_calls,
+            report.dns_queries,
+            report.planned_calls,
+            would,
+            ", ".join(f"{key} {len(ids)}" for key, ids in report.would_send.items()) or "none",
+            format_table(report.counts, report.total),
+        )
+        return report.to_dict()
 
     def _finish(self, context: Context, report: UnblockReport) -> dict[str, Any]:
         self.log.info(
@@ -231,6 +287,11 @@ class UnblockEmailOperator(BaseOperator):
             report.tag_calls,
             format_table(report.counts, report.total),
         )
+        if report.fields:
+            self.log.info(
+                "Per field (each record above counts once, under its most actionable field):\n%s",
+                field_tables(report.fields),
+            )
         if self.hook.client.last_credits_remaining is not None:
             self.log.warning(
                 "Zoho reports %d API credits left in the org's 24-hour window (sent once half are used).",
@@ -251,8 +312,7 @@ class UnblockEmailOperator(BaseOperator):
                 f"Unblock Email finished with outcomes listed in fail_on: {failing}."
                 + (f" Examples: {'; '.join(examples)}" if examples else "")
             )
-        # what this task's calls cost (the client's own count), for the run report's credits line
-        return {**report.to_dict(), "credits_spent": self.hook.client.credits_spent}
+        return report.to_dict()
 
     def _push_link(self, context: Context, module: str) -> None:
         """The extra link's URL, from the connection's data center (no call); best effort."""

@@ -9,9 +9,10 @@ and raises :class:`ZohoValidationError` naming the param for anything else, befo
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
@@ -205,13 +206,64 @@ def parse_record_ids(value: Any) -> Any:
     return value
 
 
+def parse_dns_options(value: Any) -> dict[str, Any] | None:
+    """``check_domain``'s resolver options ``{"nameservers": [...], "port": 53, "timeout": 5}`` (all optional;
+    None: the system's resolver). A JSON string (a rendered template) is read as JSON."""
+    if _unset(value):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ZohoValidationError(f"dns_options must be an object, not {value!r}") from None
+    if not isinstance(value, Mapping):
+        raise ZohoValidationError(f"dns_options must be an object, not {value!r}")
+    from airflow_provider_zohocrm.zoho.domains import DomainChecker  # dnspython only when asked for
+
+    try:
+        DomainChecker.from_options(value)
+    except ValueError as exc:
+        raise ZohoValidationError(f"dns_options: {exc}") from None
+    return dict(value)
+
+
+def parse_addresses(value: Any, fields: Sequence[str]) -> dict[str, dict[str, str | None]] | None:
+    """The records' addresses ``{id: {field: address or None}}`` as the sources read them with the ids; only
+    ``fields`` are kept (the XCom carries nothing else). None: not given (the job reads them)."""
+    if _unset(value):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ZohoValidationError("addresses must be an object {id: {field: address}}") from None
+    if not isinstance(value, Mapping):
+        raise ZohoValidationError(
+            f"addresses must be an object {{id: {{field: address}}}}, not {type(value).__name__}"
+        )
+    out: dict[str, dict[str, str | None]] = {}
+    for record_id, row in value.items():
+        if not isinstance(row, Mapping):
+            raise ZohoValidationError(f"addresses[{record_id!r}] must be an object {{field: address}}")
+        kept: dict[str, str | None] = {}
+        for name in fields:
+            address = row.get(name)
+            if address is not None and not isinstance(address, str):
+                raise ZohoValidationError(f"addresses[{record_id!r}][{name!r}] must be text or null")
+            kept[name] = (address.strip() or None) if isinstance(address, str) else None
+        out[str(record_id)] = kept
+    return out
+
+
 __all__ = [
     "FALSE_WORDS",
     "TRUE_WORDS",
     "VERIFY_MODES",
     "emails_options_ignored",
+    "parse_addresses",
     "parse_batch_size",
     "parse_cvid",
+    "parse_dns_options",
     "parse_emails_options",
     "parse_flag",
     "parse_max_email_checks",

@@ -11,7 +11,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from airflow_provider_zohocrm.zoho.unblock import NEEDS_PERSON_OUTCOMES, Outcome
+from airflow_provider_zohocrm.zoho.per_field import PRECEDENCE
+from airflow_provider_zohocrm.zoho.unblock import NEEDS_PERSON_OUTCOMES, Outcome, field_lines
+
+_RANK = {o.value: i for i, o in enumerate(PRECEDENCE)}
 
 #: Ids listed per needs-person outcome in the printed report (all of them are in the returned dict).
 LIST_LIMIT = 50
@@ -75,6 +78,12 @@ def build_run_report(
     messages: dict[str, str] = {}
     totals = Counter[str]()
     tasks = 0
+    #: module → id → field → outcome, for results with more than one field (per-field detail)
+    fields: dict[str, dict[str, dict[str, str]]] = {}
+    field_details: dict[str, dict[str, Any]] = {}
+    field_problems: list[str] = []
+    would_send: dict[str, dict[str, list[str]]] = {}
+    field_needs_person: list[tuple[str, str, str, str]] = []  # (module, id, field, outcome)
     for result in results:
         if not result:
             continue
@@ -93,7 +102,17 @@ def build_run_report(
         reasons = result.get("pending_reasons") or {}
         if isinstance(reasons, Mapping):
             pending_reasons.update({str(k): str(v) for k, v in reasons.items()})
-        for key in ("calls", "email_checks", "tag_calls"):
+        field_problems.extend(_field_problems(module, result))
+        for rid, slot in (result.get("fields") or {}).items():
+            fields.setdefault(module, {})[str(rid)] = dict(slot)
+            for name, outcome in slot.items():
+                if outcome in {o.value for o in NEEDS_PERSON_OUTCOMES}:
+                    field_needs_person.append((module, str(rid), str(name), str(outcome)))
+        for key, info in (result.get("field_details") or {}).items():
+            field_details[f"{module}:{key}"] = dict(info) if isinstance(info, Mapping) else {}
+        for key, plan_ids in (result.get("would_send") or {}).items():
+            would_send.setdefault(module, {}).setdefault(str(key), []).extend(str(i) for i in plan_ids)
+        for key in ("calls", "email_checks", "tag_calls", "read_calls", "dns_queries", "planned_calls"):
             value = result.get(key)
             totals[key] += (
                 int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
@@ -112,14 +131,22 @@ def build_run_report(
         lost[module] = sorted(wanted - set(reported), key=_id_key)
         extra[module] = sorted(set(reported) - wanted, key=_id_key)
         twice[module] = sorted((rid for rid, n in reported.items() if n > 1), key=_id_key)
-    needs_person = {
-        outcome: [
-            {"module": m, "id": rid, **details.get(f"{m}:{rid}", {})}
-            for m in modules
-            for rid in ids[m].get(outcome, [])
-        ]
-        for outcome in sorted(o.value for o in NEEDS_PERSON_OUTCOMES)
+    # per record (one field), or per (record, field) with that field's bounce details; in module order
+    needs_person: dict[str, list[dict[str, Any]]] = {
+        outcome: [] for outcome in sorted(o.value for o in NEEDS_PERSON_OUTCOMES)
     }
+    for m in modules:
+        for outcome, entries in needs_person.items():
+            entries.extend(
+                {"module": m, "id": rid, **details.get(f"{m}:{rid}", {})}
+                for rid in ids[m].get(outcome, [])
+                if rid not in fields.get(m, {})
+            )
+        for fm, rid, name, outcome in field_needs_person:
+            if fm == m:
+                needs_person[outcome].append(
+                    {"module": m, "id": rid, "field": name, **field_details.get(f"{m}:{rid} {name}", {})}
+                )
     return {
         "modules": modules,
         "sources": sources,
@@ -133,6 +160,12 @@ def build_run_report(
         "calls": totals["calls"],
         "email_checks": totals["email_checks"],
         "tag_calls": totals["tag_calls"],
+        "read_calls": totals["read_calls"],
+        "dns_queries": totals["dns_queries"],
+        "planned_calls": totals["planned_calls"],
+        "fields": fields,
+        "would_send": would_send,
+        "field_problems": field_problems,
         "tasks": tasks,
         "needs_person": needs_person,
         "details": details,
@@ -153,7 +186,38 @@ def accounting_errors(report: Mapping[str, Any]) -> list[str]:
     ):
         for module, module_ids in report[key].items():
             problems.append(f"{module}: {len(module_ids)} id(s) {words} (e.g. {', '.join(module_ids[:5])})")
+    problems.extend(report.get("field_problems") or [])
     return problems
+
+
+def _field_problems(module: str, result: Mapping[str, Any]) -> list[str]:
+    """With more than one field: every record of the result has exactly one outcome per field, and is counted
+    under its most actionable field outcome (``pending`` when a field has none)."""
+    wanted = [str(f) for f in result.get("unblock_fields") or []]
+    if len(wanted) < 2:
+        return []
+    slots = result.get("fields") or {}
+    record_outcome = {
+        str(rid): o for o, outcome_ids in (result.get("ids") or {}).items() for rid in outcome_ids
+    }
+    record_outcome |= dict.fromkeys((str(r) for r in result.get("pending") or []), "pending")
+    bad: list[str] = []
+    for rid, outcome in record_outcome.items():
+        slot = slots.get(rid)
+        if slot is None or sorted(slot) != sorted(wanted):
+            bad.append(f"{rid} (fields {sorted(slot or {})}, not {sorted(wanted)})")
+            continue
+        values = list(slot.values())
+        top = "pending" if "pending" in values else min(values, key=lambda o: _RANK.get(o, len(_RANK)))
+        if top != outcome:
+            bad.append(f"{rid} (counted {outcome}, its fields say {top})")
+    extra = sorted(set(map(str, slots)) - set(record_outcome))
+    bad += [f"{rid} (fields reported, record not)" for rid in extra]
+    if not bad:
+        return []
+    return [
+        f"{module}: {len(bad)} record(s) whose per-field outcomes do not add up (e.g. {'; '.join(bad[:5])})"
+    ]
 
 
 def format_run_report(report: Mapping[str, Any], *, dry_run: bool = False, tag: str | None = None) -> str:
@@ -169,12 +233,28 @@ def format_run_report(report: Mapping[str, Any], *, dry_run: bool = False, tag: 
         lines.append(format_module_table(report["counts"], modules))
     else:
         lines.append("(no source listed any record)")
+    for module, slots in (report.get("fields") or {}).items():
+        if slots:
+            lines.append(
+                f"{module} per field (each record above is counted once, under its most actionable field):"
+            )
+            lines.extend(f"  {line}" for line in field_lines(slots))
     pending_total = sum(len(v) for v in report["pending"].values())
-    if pending_total:
-        if dry_run:
-            lines.append(f"dry run: {pending_total:,} record(s) would be sent; nothing was changed.")
-        else:
-            lines.append(f"pending: {pending_total:,} record(s) not sent (see pending_reasons).")
+    if dry_run:
+        plan = [
+            f"{module} {key} {len(plan_ids):,}"
+            for module, by_fields in (report.get("would_send") or {}).items()
+            for key, plan_ids in by_fields.items()
+        ]
+        lines.append(f"dry run: {pending_total:,} record(s) would be sent; nothing was changed.")
+        lines.append(
+            f"plan: {report.get('planned_calls', 0):,} unblock call(s) ({', '.join(plan) or 'none'}); every"
+            f" other outcome above is final, reached by reading alone ({report['email_checks']:,} Emails"
+            f" call(s), {report.get('read_calls', 0):,} address read(s), {report.get('dns_queries', 0):,} DNS"
+            " quer(ies))."
+        )
+    elif pending_total:
+        lines.append(f"pending: {pending_total:,} record(s) not sent (see pending_reasons).")
     for outcome, records in report["needs_person"].items():
         if not records:
             continue
@@ -182,7 +262,8 @@ def format_run_report(report: Mapping[str, Any], *, dry_run: bool = False, tag: 
         lines.append(f"Need a person ({outcome}, {len(records):,}{tagged}):")
         for rec in records[:LIST_LIMIT]:
             why = _bounce_words(rec)
-            lines.append(f"  {rec['module']} {rec['id']}" + (f": {why}" if why else ""))
+            on = f" {rec['field']}" if rec.get("field") else ""
+            lines.append(f"  {rec['module']} {rec['id']}{on}" + (f": {why}" if why else ""))
         if len(records) > LIST_LIMIT:
             lines.append(f"  … and {len(records) - LIST_LIMIT:,} more (all in the report's XCom)")
     for outcome, keys in _messages_by_outcome(report).items():

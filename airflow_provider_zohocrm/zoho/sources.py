@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from airflow_provider_zohocrm.zoho.addresses import coql_with_fields, view_fields
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
 from airflow_provider_zohocrm.zoho.params import (
     VERIFY_MODES,
     parse_batch_size,
     parse_cvid,
+    parse_dns_options,
     parse_emails_options,
     parse_flag,
     parse_tag,
@@ -55,6 +57,7 @@ SOURCE_KEYS = frozenset(
         "verify",
         "min_hours_since_bounce",
         "max_email_checks",
+        "check_domain",
     }
 )
 #: The keys that say where candidates come from; a source has exactly one.
@@ -77,6 +80,21 @@ class Source:
     view: str | None = None
     cvid: str | None = None
     query: str | None = None
+    check_domain: bool = False
+
+    @property
+    def reads_addresses(self) -> bool:
+        """verify="emails" judges each field by its own address: the source's read returns them with the ids."""
+        return self.verify == "emails"
+
+    def read_query(self) -> str:
+        """The COQL select to run: the addresses added to the select list when they are needed (no extra call)."""
+        assert self.query is not None
+        return coql_with_fields(self.query, self.unblock_fields) if self.reads_addresses else self.query
+
+    def read_fields(self) -> list[str]:
+        """``fields=`` of the view read."""
+        return view_fields(self.unblock_fields) if self.reads_addresses else ["id"]
 
     def describe(self) -> str:
         """How the report names the source: ``#1 Leads view 'Bounced leads' (verify none)``."""
@@ -105,6 +123,8 @@ class RunSettings:
     dry_run: bool
     needs_person_tag: str | None
     sources: list[Source] = field(default_factory=list)
+    #: ``check_domain``'s resolver options (None: the system's resolver).
+    dns_options: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -248,6 +268,15 @@ def _build_source(
         hours_raw = hours_raw if hours_raw is not None else defaults.get("min_hours_since_bounce", 0)
         checks_raw = checks_raw if checks_raw is not None else defaults.get("max_email_checks")
     hours, checks = parse_emails_options(verify, hours_raw, checks_raw)
+    domain_raw = raw.get("check_domain")
+    if domain_raw is None:
+        domain_raw = defaults.get("check_domain") if verify == "emails" else False
+    check_domain = validate_flag(domain_raw if domain_raw is not None else False, "check_domain")
+    if check_domain and verify != "emails":
+        raise ZohoValidationError(
+            f"check_domain looks up the domains of soft bounces read from the Emails lists: it needs verify"
+            f" 'emails', not {verify!r}."
+        )
     return Source(
         index=index,
         module=module,
@@ -259,6 +288,7 @@ def _build_source(
         view=view,
         cvid=cvid,
         query=query,
+        check_domain=check_domain,
     )
 
 
@@ -293,6 +323,7 @@ def sources_from_params(
         "verify": verify or None,
         "min_hours_since_bounce": params.get("min_hours_since_bounce") or 0,
         "max_email_checks": params.get("max_email_checks"),
+        "check_domain": params.get("check_domain"),
     }
     listed = params.get("sources") or []
     shorthand = {k: params[k] for k in SHORTHAND_KIND_PARAMS if params.get(k) not in (None, "")}
@@ -311,8 +342,8 @@ def sources_from_params(
         single = {**shorthand}
         if params.get("module"):
             single["module"] = params["module"]
-        for key in ("min_hours_since_bounce", "max_email_checks"):
-            if params.get(key) not in (None, 0):
+        for key in ("min_hours_since_bounce", "max_email_checks", "check_domain"):
+            if params.get(key) not in (None, 0, False):
                 single[key] = params[key]
         listed = [single]
     if max_sources is not None and len(listed) > max_sources:
@@ -327,6 +358,7 @@ def sources_from_params(
         dry_run=settings.dry_run,
         needs_person_tag=settings.needs_person_tag,
         sources=sources,
+        dns_options=parse_dns_options(params.get("dns_options")),
     )
 
 
@@ -370,12 +402,17 @@ def plan_groups(
     batch_size: int,
     max_groups: int,
     needs_person_tag: str | None = None,
+    addresses: Mapping[str, Mapping[str, Mapping[str, str | None]]] | None = None,
+    dns_options: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The mapped task instances of a run: whole batches of each source's ids spread over at most
     ``max_groups`` groups in total (more only when more sources have candidates, since a group holds one
     source), each group the kwargs of one ``UnblockEmailOperator`` (``expand_kwargs``). A source's
     ``max_email_checks`` is split over its groups in proportion to their ids, and a source gets no more groups
-    than its budget, so every group may read at least one Emails list."""
+    than its budget, so every group may read at least one Emails list.
+
+    ``addresses`` (module → id → field → address, as the sources read them): each ``verify="emails"`` group
+    carries its own records' addresses, and only the fields it unblocks (the XCom stays small)."""
     validate_batch_size(batch_size)
     if max_groups < 1:
         raise ZohoValidationError(f"max_groups must be at least 1, not {max_groups}")
@@ -394,7 +431,13 @@ def plan_groups(
             # one check each first (a source has no more groups than checks), the rest in proportion to ids
             rest = _largest_remainder(source.max_email_checks - len(parts), [len(p) for p in parts])
             budgets = [1 + r for r in rest]
+        known = (addresses or {}).get(source.module, {})
         for part, budget in zip(parts, budgets, strict=True):
+            own = (
+                {rid: {f: known[rid].get(f) for f in source.unblock_fields} for rid in part if rid in known}
+                if source.reads_addresses and known
+                else None
+            )
             groups.append(
                 {
                     "module": source.module,
@@ -404,6 +447,9 @@ def plan_groups(
                     "min_hours_since_bounce": source.min_hours_since_bounce,
                     "max_email_checks": budget,
                     "needs_person_tag": needs_person_tag,
+                    "addresses": own,
+                    "check_domain": source.check_domain,
+                    "dns_options": dict(dns_options) if source.check_domain and dns_options else None,
                 }
             )
     return groups

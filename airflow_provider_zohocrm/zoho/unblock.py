@@ -238,6 +238,19 @@ class UnblockReport:
     tag_calls: int = 0
     tagged: list[str] = field(default_factory=list)
     tag_errors: list[str] = field(default_factory=list)
+    #: COQL calls that read the records' addresses (verify="emails" when the source did not pass them).
+    read_calls: int = 0
+    #: DNS queries of ``check_domain``.
+    dns_queries: int = 0
+    #: With more than one field: every (record, field) pair's outcome (``pending`` when it has none yet).
+    fields: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: With more than one field: bounce details (``"<id> <field>"``) of needs-person and deferred fields.
+    field_details: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    #: With more than one field: why a field ended as it did (deferred, error, pending), ``"<id> <field>"``.
+    field_reasons: dict[str, str] = field(default_factory=dict)
+    #: A dry run's plan: the ids each unblock call would carry, per field set (``"Email+Secondary_Email"``).
+    would_send: dict[str, list[str]] = field(default_factory=dict)
+    planned_calls: int = 0
 
     def add(
         self,
@@ -322,7 +335,22 @@ class UnblockReport:
             "tag_errors": list(self.tag_errors),
             "pending": list(self.pending),
             "pending_reasons": dict(self.pending_reasons),
-        }
+            "read_calls": self.read_calls,
+            "dns_queries": self.dns_queries,
+        } | self._optional()
+
+    def _optional(self) -> dict[str, Any]:
+        """Per-field detail (more than one field) and a dry run's plan: only when there is some, so the
+        one-field report and its XCom stay as they were."""
+        out: dict[str, Any] = {}
+        if self.fields:
+            out["fields"] = {rid: dict(v) for rid, v in self.fields.items()}
+            out["field_details"] = {k: dict(v) for k, v in self.field_details.items()}
+            out["field_reasons"] = dict(self.field_reasons)
+        if self.dry_run:
+            out["would_send"] = {k: list(v) for k, v in self.would_send.items()}
+            out["planned_calls"] = self.planned_calls
+        return out
 
 
 def merge_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
@@ -341,6 +369,10 @@ def merge_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]
         "tag_errors": [],
         "pending": [],
         "pending_reasons": {},
+        "read_calls": 0,
+        "dns_queries": 0,
+        "fields": {},
+        "would_send": {},
         "tasks": 0,
     }
     for report in reports:
@@ -348,8 +380,11 @@ def merge_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]
             continue
         merged["tasks"] += 1
         merged["total"] += int(report.get("total", 0))
-        for key in ("calls", "email_checks", "tag_calls"):
+        for key in ("calls", "email_checks", "tag_calls", "read_calls", "dns_queries"):
             merged[key] += int(report.get(key, 0))
+        merged["fields"].update(report.get("fields") or {})
+        for key, ids in (report.get("would_send") or {}).items():
+            merged["would_send"].setdefault(key, []).extend(ids)
         for key in ("pending", "tagged", "tag_errors"):
             merged[key].extend(report.get(key, []))
         for key in ("messages", "details", "reasons", "pending_reasons"):
@@ -403,4 +438,46 @@ def format_table(counts: Mapping[str, int], total: int | None = None) -> str:
     lines = [f"{'outcome'.ljust(width)} | {'records':>8}", f"{'-' * width}-+-{'-' * 8}"]
     lines += [f"{name.ljust(width)} | {count:>8,}" for name, count in rows]
     lines += [f"{'-' * width}-+-{'-' * 8}", f"{'total'.ljust(width)} | {total:>8,}"]
+    return "\n".join(lines)
+
+
+def field_counts(fields: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, int]]:
+    """Field → outcome → (record, field) pairs, from a report's per-field outcomes."""
+    table: dict[str, dict[str, int]] = {}
+    for slot in fields.values():
+        for name, outcome in slot.items():
+            column = table.setdefault(name, {})
+            column[outcome] = column.get(outcome, 0) + 1
+    return table
+
+
+def field_lines(fields: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """One line per field: ``Email: 884 unblocked, 1,470 not_blocked (2,354 records)``, outcomes in report order."""
+    order = [o.value for o in Outcome] + ["pending"]
+    lines = []
+    for name, column in field_counts(fields).items():
+        known = sorted(column, key=lambda o: order.index(o) if o in order else len(order))
+        parts = ", ".join(f"{column[o]:,} {o}" for o in known if column[o])
+        lines.append(f"{name}: {parts} ({sum(column.values()):,} records)")
+    return lines
+
+
+def field_tables(fields: Mapping[str, Mapping[str, str]]) -> str:
+    """A plain-text table of (record, field) outcomes: one row per outcome, one column per field."""
+    table = field_counts(fields)
+    names = list(table)
+    outcomes = [o.value for o in Outcome] + sorted({o for c in table.values() for o in c} - set(Outcome))
+    outcomes = [o for o in outcomes if any(table[n].get(o) for n in names)]
+    width = max(len(name) for name in [*outcomes, "outcome", "total"])
+    widths = [max(8, len(n)) for n in names]
+    lines = [
+        f"{'outcome'.ljust(width)} | " + " | ".join(n.rjust(w) for n, w in zip(names, widths, strict=True)),
+        f"{'-' * width}-+-" + "-+-".join("-" * w for w in widths),
+    ]
+    for outcome in [*outcomes, "total"]:
+        cells = [sum(table[n].values()) if outcome == "total" else table[n].get(outcome, 0) for n in names]
+        lines.append(
+            f"{outcome.ljust(width)} | "
+            + " | ".join(f"{c:,}".rjust(w) for c, w in zip(cells, widths, strict=True))
+        )
     return "\n".join(lines)

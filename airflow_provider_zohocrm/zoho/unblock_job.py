@@ -24,19 +24,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from airflow_provider_zohocrm.zoho.addresses import addresses_by_id
 from airflow_provider_zohocrm.zoho.emails import (
     BUDGET_REASON,
     BounceCheck,
     CallBudget,
     Verdict,
-    check_bounce,
+    check_addresses,
 )
 from airflow_provider_zohocrm.zoho.errors import (
     ZohoConfigError,
@@ -47,7 +48,9 @@ from airflow_provider_zohocrm.zoho.errors import (
     ZohoScopeError,
 )
 from airflow_provider_zohocrm.zoho.params import (
+    parse_addresses,
     parse_batch_size,
+    parse_dns_options,
     parse_emails_options,
     parse_flag,
     parse_max_parallel,
@@ -55,13 +58,18 @@ from airflow_provider_zohocrm.zoho.params import (
     parse_tag,
     parse_verify,
 )
+from airflow_provider_zohocrm.zoho.per_field import PRECEDENCE, outcome_of_check, plan_unblock_calls
 from airflow_provider_zohocrm.zoho.tags import tag_records
 from airflow_provider_zohocrm.zoho.unblock import (
+    DETAILED_OUTCOMES,
     MAX_IDS_PER_CALL,
     NEEDS_PERSON_OUTCOMES,
     Outcome,
     UnblockReport,
     UnblockRequest,
+    _warn_unrecognised,
+    classify_item,
+    match_items,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +89,12 @@ _T = TypeVar("_T")
 NOT_SENT = "not sent: an earlier call of this task failed"
 NOT_CHECKED = "not checked: an earlier call of this task failed"
 CHECKED_NOT_SENT = "checked, not unblocked: an Emails check of this task failed"
+#: The pending reason of a field a dry run would send (the plan); a live run sends it.
+WOULD_SEND = "dry run: would be sent to Unblock Email"
+#: Ids per COQL address read (``where id in (…)``; Zoho allows 50 values in ``in``).
+ADDRESS_READ_CHUNK = 50
 Details = dict[str, str | None]
+_RANK = {outcome: i for i, outcome in enumerate(PRECEDENCE)}
 
 
 @dataclass(frozen=True)
@@ -94,8 +107,13 @@ class UnblockPlan:
     min_hours_since_bounce: float = 0.0
     max_email_checks: int | None = None
     needs_person_tag: str | None = None
+    #: ``{id: {field: address or None}}`` as the source read them with the ids (None: the job reads them).
+    addresses: Mapping[str, Mapping[str, str | None]] | None = None
+    #: verify="emails": look up the domain of a domain/host-failure soft bounce before sending it (opt-in).
+    check_domain: bool = False
+    dns_options: Mapping[str, Any] | None = None
     #: "Now" for the bounce-age policy, epoch seconds on Zoho's clock (rolling coverage passes the run's planning
-    #: time, so every task of a run judges ages alike); None: the client's :meth:`server_time` when checking.
+    #: time, so every task of a run judges ages alike); None: the client's ``server_time()`` when checking.
     now: float | None = None
 
     @classmethod
@@ -111,6 +129,9 @@ class UnblockPlan:
         min_hours_since_bounce: Any = 0,
         max_email_checks: Any = None,
         needs_person_tag: Any = None,
+        addresses: Any = None,
+        check_domain: Any = False,
+        dns_options: Any = None,
         strict: bool = True,
     ) -> UnblockPlan:
         """Every value through zoho/params.py's rules; templated strings are read as the operator gets them.
@@ -127,15 +148,29 @@ class UnblockPlan:
             min_hours_since_bounce=hours,
             max_email_checks=checks,
             needs_person_tag=parse_tag(needs_person_tag),
+            addresses=parse_addresses(addresses, request.unblock_fields),
+            check_domain=parse_flag(check_domain if check_domain is not None else False, "check_domain"),
+            dns_options=parse_dns_options(dns_options),
         )
 
+    @property
+    def per_field(self) -> bool:
+        """More than one field in play: each unblock call carries one field, so Zoho's answer is per field
+        (with both in one call Zoho answers once per record, and a field at its limit hides behind the other)."""
+        return len(self.request.unblock_fields) > 1
+
+    @property
+    def reads(self) -> bool:
+        """Whether the verify step reads from Zoho (a dry run then makes those reads, and only those)."""
+        return self.verify == "emails"
+
     def dry_run_summary(self) -> str:
-        """What a dry run would do, in one log line."""
+        """What a dry run does, in one log line."""
         request = self.request
+        reads = "reads Emails lists, sends nothing" if self.reads else "makes no call"
         return (
-            f"Dry run (verify={self.verify}): would unblock {'/'.join(request.unblock_fields)} of up to"
-            f" {len(request.record_ids)} {request.module} record(s) in up to {len(request.batches())} call(s);"
-            " nothing sent."
+            f"Dry run (verify={self.verify}): plans {'/'.join(request.unblock_fields)} of"
+            f" {len(request.record_ids)} {request.module} record(s); {reads}."
         )
 
     def dry_run_report(self) -> UnblockReport:
@@ -266,19 +301,44 @@ class CallPool:
 
 
 @dataclass(frozen=True)
+class FieldDecision:
+    """One field's outcome reached without an unblock call."""
+
+    outcome: Outcome
+    details: Details | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Decision:
-    """The verify step's word on one record: the fields to unblock, or (``fields`` empty) a final outcome
-    reached without an unblock call. ``details`` are Zoho's bounce details when known."""
+    """The verify step's word on one record: the fields to unblock (``fields``), and for every other field of
+    the plan an outcome reached without a call: ``settled[field]``, else the record-wide ``outcome``.
+    ``details`` are Zoho's bounce details when known (``field_details`` per sent field)."""
 
     record_id: str
     fields: tuple[str, ...] = ()
     outcome: Outcome | None = None
     details: Details | None = None
     reason: str | None = None
+    settled: Mapping[str, FieldDecision] = field(default_factory=dict)
+    field_details: Mapping[str, Details] = field(default_factory=dict)
 
     @property
     def send(self) -> bool:
         return bool(self.fields)
+
+    def of(self, name: str) -> FieldDecision | None:
+        """The field's outcome without a call, or None when the field is sent."""
+        if name in self.fields:
+            return None
+        known = self.settled.get(name)
+        if known is not None:
+            return known
+        assert self.outcome is not None, f"{self.record_id} {name}: neither sent nor decided"
+        return FieldDecision(self.outcome, self.details, self.reason)
+
+    def details_of(self, name: str) -> Details | None:
+        return self.field_details.get(name, self.details)
 
 
 @dataclass
@@ -317,46 +377,115 @@ def decision_from_check(record_id: str, check: BounceCheck, fields: tuple[str, .
     return Decision(record_id, outcome=Outcome.DEFERRED, details=check.details(), reason=check.note)
 
 
+def decision_from_checks(record_id: str, checks: Mapping[str, BounceCheck]) -> Decision:
+    """Per field (issue 19): a soft or unknown verdict is sent, the others end here with their outcome."""
+    send = tuple(f for f, c in checks.items() if outcome_of_check(c) is None)
+    settled: dict[str, FieldDecision] = {}
+    for name, check in checks.items():
+        outcome = outcome_of_check(check)
+        if outcome is None:
+            continue
+        detailed = outcome in (Outcome.PERMANENTLY_BLOCKED, Outcome.DEFERRED)
+        settled[name] = FieldDecision(
+            outcome,
+            details=check.details() if detailed else None,
+            reason=check.note if outcome is Outcome.DEFERRED else None,
+        )
+    return Decision(
+        record_id,
+        send,
+        settled=settled,
+        field_details={f: checks[f].details() for f in send},
+    )
+
+
+def read_addresses(
+    client: ZohoCRMClient, module: str, record_ids: Sequence[str], fields: Sequence[str]
+) -> tuple[dict[str, dict[str, str | None]], int]:
+    """The records' addresses when the caller did not pass them (the operator on its own): one COQL select
+    per 50 ids. Returns the addresses (a record Zoho did not return is left out) and the calls made."""
+    found: dict[str, dict[str, str | None]] = {}
+    calls = 0
+    names = ", ".join(fields)
+    for start in range(0, len(record_ids), ADDRESS_READ_CHUNK):
+        chunk = record_ids[start : start + ADDRESS_READ_CHUNK]
+        query = f"select id, {names} from {module} where id in ({', '.join(chunk)})"
+        calls += 1
+        found.update(addresses_by_id(client.iter_coql(query), fields))
+    return found, calls
+
+
 def check_emails(
     client: ZohoCRMClient, plan: UnblockPlan, pool: CallPool, report: UnblockReport, log: Logger
 ) -> list[Decision]:
-    """``verify="emails"``: read each record's Emails list (one budget shared by every thread of the job)."""
+    """``verify="emails"``, per address: each field is judged by the latest mail the CRM sent to that field's
+    own address (one Emails read per record, one budget shared by every thread of the job). The addresses
+    come with the plan (the source read them with the ids) or are read here; a record whose addresses could
+    not be read is sent whole, and Zoho's answer decides. ``check_domain`` defers a domain/host-failure soft
+    bounce whose domain has no mail host."""
+    from airflow_provider_zohocrm.zoho.domains import DomainChecker  # dnspython only when used
+
     request = plan.request
     fields = tuple(request.unblock_fields)
     budget = CallBudget(plan.max_email_checks)
     now = datetime.fromtimestamp(plan.now if plan.now is not None else client.server_time(), UTC)
-    checks: dict[str, BounceCheck] = {}
+    given = plan.addresses or {}
+    addresses = {rid: dict(given[rid]) for rid in request.record_ids if rid in given}
+    missing = [rid for rid in request.record_ids if rid not in addresses]
+    if missing:
+        try:
+            read, calls = read_addresses(client, request.module, missing, fields)
+        except ZohoCRMError as exc:
+            raise VerifyFailed(exc) from None
+        report.read_calls += calls
+        addresses.update(read)
+    domains = DomainChecker.from_options(plan.dns_options) if plan.check_domain else None
+    checks: dict[str, dict[str, BounceCheck]] = {}
     errors: dict[str, str] = {}
 
-    def check(record_id: str) -> BounceCheck:
-        return check_bounce(
+    def check(record_id: str) -> dict[str, BounceCheck] | None:
+        own = addresses.get(record_id)
+        if own is None:  # not returned by the address read (deleted?): the unblock call decides
+            return None
+        result = check_addresses(
             client,
             request.module,
             record_id,
+            {f: own.get(f) for f in fields},
             now=now,
             min_hours_since_bounce=plan.min_hours_since_bounce,
             budget=budget,
         )
+        if domains is not None:
+            result = domains.apply_all(result, own)
+        return result
+
+    def done(_n: int, rid: str, result: dict[str, BounceCheck] | None) -> None:
+        if result is not None:
+            checks[rid] = result
 
     def failed(record_id: str, exc: ZohoCRMError) -> None:
         errors[record_id] = f"Emails check failed: {exc}"
 
+    def decide(rid: str) -> Decision:
+        if rid not in addresses:
+            return Decision(rid, fields)
+        return decision_from_checks(rid, checks[rid])
+
     try:
-        pool.run(
-            request.record_ids,
-            check,
-            lambda _n, rid, result: checks.__setitem__(rid, result),
-            failed,
-            _ignore,
-        )
+        pool.run(request.record_ids, check, done, failed, _ignore)
     except _CallFailed as stop:
         report.email_checks = budget.spent
-        decided = {rid: decision_from_check(rid, c, fields) for rid, c in checks.items()}
+        report.dns_queries = domains.queries if domains is not None else 0
+        decided = {rid: decide(rid) for rid in request.record_ids if rid in checks}
         raise VerifyFailed(stop.error, decided, errors) from None
     report.email_checks = budget.spent
+    report.dns_queries = domains.queries if domains is not None else 0
     tally: dict[str, int] = {}
     for result in checks.values():
-        tally[result.verdict] = tally.get(result.verdict, 0) + 1
+        for name, one in result.items():
+            key = f"{name} {one.verdict}" if plan.per_field else str(one.verdict)
+            tally[key] = tally.get(key, 0) + 1
     log.info(
         "Emails checks: %d record(s), %d call(s)%s: %s.",
         len(request.record_ids),
@@ -364,7 +493,7 @@ def check_emails(
         f" (budget {plan.max_email_checks})" if plan.max_email_checks is not None else "",
         ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items(), key=lambda kv: -kv[1])),
     )
-    return [decision_from_check(rid, checks[rid], fields) for rid in request.record_ids]
+    return [decide(rid) for rid in request.record_ids]
 
 
 def _ignore(_item: Any) -> None:
@@ -375,6 +504,93 @@ def _ignore(_item: Any) -> None:
 VERIFIERS: Mapping[str, Verifier] = {"none": trust_source, "sweep": trust_source, "emails": check_emails}
 #: How Zoho's answer reads per mode: in a sweep nothing was known blocked, so "already unblocked" = never blocked.
 _REMAP: Mapping[str, Mapping[Outcome, Outcome]] = {"sweep": {Outcome.ALREADY_UNBLOCKED: Outcome.NOT_BLOCKED}}
+
+
+# -- the ledger: every (record, field) pair ---------------------------------------------------------------------
+
+
+@dataclass
+class _Pair:
+    outcome: Outcome | None = None
+    item: Mapping[str, Any] | None = None
+    details: Details | None = None
+    reason: str | None = None
+    pending: str | None = None
+
+
+class _Ledger:
+    """Every (record, field) pair's outcome, or its pending reason; folded into the per-record report at the
+    end, each record under its most actionable field outcome (:data:`~.per_field.PRECEDENCE`)."""
+
+    def __init__(self, record_ids: Sequence[str], fields: Sequence[str]) -> None:
+        self.fields = tuple(fields)
+        self.pairs: dict[str, dict[str, _Pair]] = {rid: {} for rid in record_ids}
+        self._order: dict[str, None] = {}  # records in the order they got their last field (report order)
+        self._lock = threading.Lock()
+
+    def decide(
+        self,
+        record_id: str,
+        fields: Sequence[str],
+        outcome: Outcome,
+        *,
+        item: Mapping[str, Any] | None = None,
+        details: Callable[[str], Details | None] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        with self._lock:
+            slot = self.pairs[record_id]
+            for name in fields:
+                slot[name] = _Pair(outcome, item, details(name) if details else None, reason)
+            self._settle(record_id)
+
+    def pend(self, record_ids: Iterable[str], fields: Sequence[str], reason: str) -> None:
+        with self._lock:
+            for rid in record_ids:
+                for name in fields:
+                    self.pairs[rid][name] = _Pair(pending=reason)
+                self._settle(rid)
+
+    def _settle(self, record_id: str) -> None:
+        if len(self.pairs[record_id]) == len(self.fields):
+            self._order[record_id] = None
+
+    def needs_person(self) -> list[str]:
+        """Records with any field permanently blocked or at the unblock limit (the ones to tag)."""
+        return [
+            rid
+            for rid in self._order
+            if any(p.outcome in NEEDS_PERSON_OUTCOMES for p in self.pairs[rid].values())
+        ]
+
+    def fold(self, report: UnblockReport, per_field: bool) -> None:
+        """Into ``report``: each record once, under its most actionable outcome, or ``pending`` when a field
+        has no outcome; with more than one field, the per-field outcomes beside it."""
+        for rid in self._order:
+            slot = self.pairs[rid]
+            pending = [p.pending for p in slot.values() if p.pending is not None]
+            if pending:
+                report.add_pending([rid], pending[0])
+            else:
+                name = min(slot, key=lambda f: (_RANK[slot[f].outcome], self.fields.index(f)))  # type: ignore[index]
+                pair = slot[name]
+                assert pair.outcome is not None
+                report.add(rid, pair.outcome, pair.item, details=pair.details, reason=pair.reason)
+            if per_field:
+                report.fields[rid] = {f: _pair_word(slot[f]) for f in self.fields}
+                for f in self.fields:
+                    pair = slot[f]
+                    note = pair.pending or pair.reason
+                    if pair.outcome in DETAILED_OUTCOMES and pair.details:
+                        report.field_details[f"{rid} {f}"] = dict(pair.details)
+                    if pair.outcome in (Outcome.ERROR, Outcome.NOT_ALLOWED) and pair.item is not None:
+                        note = f"{pair.item.get('code', '')}: {pair.item.get('message', '')}".strip(": ")
+                    if note:
+                        report.field_reasons[f"{rid} {f}"] = note
+
+
+def _pair_word(pair: _Pair) -> str:
+    return pair.outcome.value if pair.outcome is not None else "pending"
 
 
 # -- steps 2 and 3: group and unblock ------------------------------------------------------------------------------
@@ -389,24 +605,28 @@ def group_by_fields(decisions: Sequence[Decision]) -> list[tuple[tuple[str, ...]
     return list(groups.items())
 
 
+def plan_calls(plan: UnblockPlan, decisions: Sequence[Decision]) -> list[tuple[tuple[str, ...], list[str]]]:
+    """The unblock calls: one field set per call, at most ``batch_size`` ids each; with more than one field in
+    play, one field per call (Zoho's answer is then per field), else exactly today's calls."""
+    sending = {d.record_id: d.fields for d in decisions if d.send}
+    calls = plan_unblock_calls(sending, plan.request.batch_size, one_field_per_call=plan.per_field)
+    return [(call.fields, call.ids) for call in calls]
+
+
 def _unblock(
     client: ZohoCRMClient,
     plan: UnblockPlan,
     pool: CallPool,
     report: UnblockReport,
+    ledger: _Ledger,
     decisions: Sequence[Decision],
     log: Logger,
 ) -> None:
     request = plan.request
-    size = request.batch_size
-    details = {d.record_id: d.details for d in decisions if d.send and d.details is not None}
-    batches = [
-        (fields, ids[i : i + size])
-        for fields, ids in group_by_fields(decisions)
-        for i in range(0, len(ids), size)
-    ]
-    remap = _REMAP.get(plan.verify)
-    single = sum(len(ids) for _, ids in batches) == 1  # one record in all: the single-record endpoint
+    by_id = {d.record_id: d for d in decisions if d.send}
+    batches = plan_calls(plan, decisions)
+    remap = _REMAP.get(plan.verify) or {}
+    single = len(by_id) == 1  # one record in all: the single-record endpoint
 
     def send(batch: tuple[tuple[str, ...], list[str]]) -> list[dict[str, Any]]:
         fields, ids = batch
@@ -415,29 +635,48 @@ def _unblock(
         return client.unblock_emails(request.module, ids, list(fields))
 
     def done(number: int, batch: tuple[tuple[str, ...], list[str]], items: list[dict[str, Any]]) -> None:
-        counts = report.add_answer(batch[1], items, remap=remap, details=details)
+        fields, ids = batch
+        report.calls += 1
+        pairs = match_items(ids, items)
+        _warn_unrecognised(item for _, item in pairs)
+        counts: dict[str, int] = {}
+        for record_id, item in pairs:
+            outcome = classify_item(item)
+            outcome = remap.get(outcome, outcome)
+            ledger.decide(record_id, fields, outcome, item=item, details=by_id[record_id].details_of)
+            counts[outcome.value] = counts.get(outcome.value, 0) + 1
         summary = ", ".join(f"{n} {o}" for o, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-        log.info("batch %d/%d: %d ids, %s", number, len(batches), len(batch[1]), summary)
+        on = f" ({'/'.join(fields)})" if plan.per_field else ""
+        log.info("batch %d/%d%s: %d ids, %s", number, len(batches), on, len(ids), summary)
 
     def failed(batch: tuple[tuple[str, ...], list[str]], exc: ZohoCRMError) -> None:
         report.calls += 1
-        report.add_pending(
+        ledger.pend(
             batch[1],
+            batch[0],
             f"unblock call failed ({exc}); Zoho may have applied it: a retry reports such ids already_unblocked",
         )
 
-    pool.run(batches, send, done, failed, lambda batch: report.add_pending(batch[1], NOT_SENT))
+    pool.run(batches, send, done, failed, lambda batch: ledger.pend(batch[1], batch[0], NOT_SENT))
 
 
 # -- step 4: tag -------------------------------------------------------------------------------------------------
 
 
 def tag_needs_person(
-    client: ZohoCRMClient, module: str, tag: str, report: UnblockReport, log: Logger
+    client: ZohoCRMClient,
+    module: str,
+    tag: str,
+    report: UnblockReport,
+    log: Logger,
+    ids: Sequence[str] | None = None,
 ) -> None:
     """Tag the records a person must look at, so reps can filter the CRM list view on the tag. A failure is
-    logged and reported; it never hides the unblock results."""
-    ids = [rid for outcome in sorted(NEEDS_PERSON_OUTCOMES) for rid in report.ids[outcome]]
+    logged and reported; it never hides the unblock results. ``ids``: the records to tag (default: the
+    report's needs-person outcomes; per field, every record with any field needing a person)."""
+    if ids is None:
+        ids = [rid for outcome in sorted(NEEDS_PERSON_OUTCOMES) for rid in report.ids[outcome]]
+    ids = list(ids)
     if not ids:
         return
     try:
@@ -476,17 +715,23 @@ class Checkpoint(Protocol):
     def save(self, decisions: Mapping[str, Decision], report: UnblockReport) -> None: ...
 
 
+def _budget_only(decision: Decision) -> bool:
+    """Deferred only because the Emails budget ran out: its list was not read."""
+    if decision.send:
+        return False
+    parts = list(decision.settled.values()) or [
+        FieldDecision(decision.outcome or Outcome.ERROR, None, decision.reason)
+    ]
+    return all(p.outcome == Outcome.DEFERRED and p.reason == BUDGET_REASON for p in parts)
+
+
 def _read_decisions(decisions: Mapping[str, Decision]) -> dict[str, Decision]:
     """The decisions that took an Emails read (a record deferred because the budget ran out was not read)."""
-    return {
-        rid: d
-        for rid, d in decisions.items()
-        if not (d.outcome == Outcome.DEFERRED and d.reason == BUDGET_REASON)
-    }
+    return {rid: d for rid, d in decisions.items() if not _budget_only(d)}
 
 
 def _verify(
-    client: ZohoCRMClient,
+    client: ZohoCRMClient | None,
     plan: UnblockPlan,
     pool: CallPool,
     report: UnblockReport,
@@ -496,15 +741,17 @@ def _verify(
     """The verify step, reusing ``known`` decisions (an earlier try's): only the other records are read, within
     what is left of the Emails budget."""
     request = plan.request
-    todo = [rid for rid in request.record_ids if rid not in known]
     if not known:
-        return VERIFIERS[plan.verify](client, plan, pool, report, log)
+        return VERIFIERS[plan.verify](client, plan, pool, report, log)  # type: ignore[arg-type]
+    todo = [rid for rid in request.record_ids if rid not in known]
     log.info("Reusing %d decision(s) of an earlier try; %d record(s) left to verify.", len(known), len(todo))
     left = None if plan.max_email_checks is None else max(plan.max_email_checks - len(known), 0)
     sub = replace(plan, request=replace(request, record_ids=todo), max_email_checks=left)
     try:
         fresh = (
-            {d.record_id: d for d in VERIFIERS[plan.verify](client, sub, pool, report, log)} if todo else {}
+            {d.record_id: d for d in VERIFIERS[plan.verify](client, sub, pool, report, log)}  # type: ignore[arg-type]
+            if todo
+            else {}
         )
     except VerifyFailed as stop:
         stop.decided = {**known, **stop.decided}
@@ -515,63 +762,115 @@ def _verify(
 # -- the job -----------------------------------------------------------------------------------------------------
 
 
-def _record(report: UnblockReport, decision: Decision) -> None:
-    assert decision.outcome is not None
-    report.add(decision.record_id, decision.outcome, details=decision.details, reason=decision.reason)
+def _settle_decisions(ledger: _Ledger, decisions: Iterable[Decision]) -> None:
+    """The fields each decision ends without a call."""
+    for decision in decisions:
+        for name in ledger.fields:
+            known = decision.of(name)
+            if known is not None:
+                ledger.decide(
+                    decision.record_id,
+                    [name],
+                    known.outcome,
+                    details=partial(_constant, known.details),
+                    reason=known.reason,
+                )
+
+
+def _constant(value: Details | None, _name: str) -> Details | None:
+    return value
+
+
+def _plan_only(report: UnblockReport, plan: UnblockPlan, decisions: Sequence[Decision]) -> None:
+    """A dry run's plan: the calls a live run would make, per field set."""
+    for fields, ids in plan_calls(plan, decisions):
+        report.would_send.setdefault("+".join(fields), []).extend(ids)
+        report.planned_calls += 1
 
 
 def run_unblock(
-    client: ZohoCRMClient,
+    client: ZohoCRMClient | None,
     plan: UnblockPlan,
     max_parallel: int = 1,
     *,
     log: Logger | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> UnblockReport:
-    """Verify, unblock and tag ``plan``'s records; the report accounts for every id.
+    """Verify, unblock and tag ``plan``'s records; the report accounts for every id (and, with more than one
+    field, every (record, field) pair in ``fields``).
 
-    A dry run (or no ids) makes no call. A failed Zoho call raises :class:`UnblockJobFailed` with the report:
-    ids decided before it keep their outcome, the others are ``pending`` with the reason (a retry is safe).
-    ``checkpoint``: decisions of an earlier try are reused (no second Emails read), and this try's decisions and
-    outcomes are saved after the verify step and at the end, failed or not."""
+    A dry run makes every read the live run would make (``verify="emails"``: addresses, Emails lists, DNS) and
+    nothing else: the fields it would send are ``pending`` with :data:`WOULD_SEND`, the calls are in
+    ``would_send``; every other record has the outcome the live run gives it (no call decides those). With
+    ``verify="none"``/``"sweep"`` a dry run makes no call at all (``client`` may be None).
+    A failed Zoho call raises :class:`UnblockJobFailed` with the report: ids decided before it keep their
+    outcome, the others are ``pending`` with the reason (a retry is safe).
+    ``checkpoint`` (not with a dry run): decisions of an earlier try are reused (no second Emails read); this
+    try's decisions are saved after the verify step, and with the report's outcomes at the end, failed or not."""
     log = log or _log
     pool = CallPool(max_parallel)
     report = plan.new_report()
     request = plan.request
     if not request.record_ids:
         return report
+    if client is None and plan.reads:
+        raise ValueError("verify='emails' reads from Zoho: a client is needed, even for a dry run")
+    ledger = _Ledger(request.record_ids, request.unblock_fields)
+    fields = ledger.fields
     if plan.dry_run:
-        return plan.dry_run_report()
-    known = _read_decisions(checkpoint.load()) if checkpoint is not None else {}
-    known = {rid: d for rid, d in known.items() if rid in set(request.record_ids)}
+        checkpoint = None
+    wanted = set(request.record_ids)
+    known = (
+        {rid: d for rid, d in _read_decisions(checkpoint.load()).items() if rid in wanted}
+        if checkpoint is not None
+        else {}
+    )
     try:
         decisions = _verify(client, plan, pool, report, log, known)
     except VerifyFailed as stop:
         for rid in request.record_ids:
             decision = stop.decided.get(rid)
-            if decision is not None and not decision.send:
-                _record(report, decision)
-            else:
-                report.add_pending([rid], CHECKED_NOT_SENT if decision else stop.errors.get(rid, NOT_CHECKED))
+            if decision is None:
+                ledger.pend([rid], fields, stop.errors.get(rid, NOT_CHECKED))
+                continue
+            _settle_decisions(ledger, [decision])
+            ledger.pend([rid], decision.fields, CHECKED_NOT_SENT)
+        ledger.fold(report, plan.per_field)
         if checkpoint is not None:
             checkpoint.save(_read_decisions(stop.decided), report)
         raise UnblockJobFailed(stop.error, report) from None
-    for decision in decisions:
-        if not decision.send:
-            _record(report, decision)
     by_id = _read_decisions({d.record_id: d for d in decisions})
-    if checkpoint is not None:
-        checkpoint.save(by_id, report)
+    if checkpoint is not None:  # the reads, before any unblock call (no outcome yet: no coverage verdict)
+        checkpoint.save(by_id, plan.new_report())
+    _settle_decisions(ledger, decisions)
+    if plan.dry_run:
+        for decision in decisions:
+            if decision.send:
+                ledger.pend(
+                    [decision.record_id], decision.fields, f"{WOULD_SEND} with {'/'.join(decision.fields)}"
+                )
+        _plan_only(report, plan, decisions)
+        ledger.fold(report, plan.per_field)
+        return report
     try:
-        _unblock(client, plan, pool, report, decisions, log)
+        _unblock(client, plan, pool, report, ledger, decisions, log)  # type: ignore[arg-type]
     except _CallFailed as stop:
+        ledger.fold(report, plan.per_field)
         if checkpoint is not None:
             checkpoint.save(by_id, report)
         raise UnblockJobFailed(stop.error, report) from None
+    ledger.fold(report, plan.per_field)
     if checkpoint is not None:
         checkpoint.save(by_id, report)
     if plan.needs_person_tag:
-        tag_needs_person(client, request.module, plan.needs_person_tag, report, log)
+        tag_needs_person(
+            client,  # type: ignore[arg-type]
+            request.module,
+            plan.needs_person_tag,
+            report,
+            log,
+            ids=ledger.needs_person() if plan.per_field else None,
+        )
     return report
 
 
@@ -580,13 +879,17 @@ __all__ = [
     "CallPool",
     "Checkpoint",
     "Decision",
+    "FieldDecision",
     "UnblockJobFailed",
     "UnblockPlan",
     "Verifier",
     "VerifyFailed",
     "check_emails",
     "decision_from_check",
+    "decision_from_checks",
     "group_by_fields",
+    "plan_calls",
+    "read_addresses",
     "run_unblock",
     "tag_needs_person",
     "trust_source",

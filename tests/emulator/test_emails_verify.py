@@ -186,7 +186,9 @@ def test_budget_is_shared_and_bounded(conn_env: ZohoCRMEmulator, email_org: Seed
 # == against the emulator, over HTTP ============================================================================
 
 #: Kinds whose latest sent email is not on the first page of ten (newest first): 12 newer received emails.
-TWO_PAGE_KINDS = ("buried_soft",)
+#: Kinds whose latest CRM-sent email is on page 2. None since the Emails list is read with type=sent_from_crm
+#: (issue 19): the received mails that buried "buried_soft"'s bounce on page 2 are no longer listed.
+TWO_PAGE_KINDS: tuple[str, ...] = ()
 
 
 class RecordingTI:
@@ -339,7 +341,8 @@ def test_missing_emails_scope_fails_the_task_naming_the_scope(
 ) -> None:
     backend = conn_env.backend
     token = backend.add_refresh_token(
-        backend.client_id, scopes=["ZohoCRM.modules.Leads.ALL", "ZohoCRM.send_mail.Leads.CREATE"]
+        backend.client_id,
+        scopes=["ZohoCRM.modules.Leads.ALL", "ZohoCRM.send_mail.Leads.CREATE", "ZohoCRM.coql.READ"],
     )
     set_connection(monkeypatch, conn_env, refresh_token=token)
     with pytest.raises(AirflowFailException, match=r"ZohoCRM\.modules\.emails\.READ"):
@@ -419,7 +422,8 @@ def test_unknown_record_ids_end_invalid_record_through_zohos_unblock_answer(
     outcomes = outcome_of(result)
     assert {outcomes[g] for g in ghosts} == {"invalid_record"}
     assert all(outcomes[rid] == "unblocked" for rid in email_org.of("old_soft"))
-    assert requests(conn_env, "emails") == len(ids)
+    # the address read does not return an unknown id: it goes to the unblock call unread, Zoho's answer decides
+    assert requests(conn_env, "emails") == len(ids) - len(ghosts)
 
 
 def test_emails_reads_stay_inside_the_tasks_concurrency_bound_and_budget(

@@ -74,7 +74,18 @@ def test_secondary_email_and_both_fields(conn_env: ZohoCRMEmulator, org) -> None
     ids = org.of("secondary")[:10] + org.of("permanent_secondary")[:10]
     result, _ = run(module="Leads", record_ids=ids, unblock_fields=["Email", "Secondary_Email"])
     assert_partition(result, ids)
-    assert sorted(result["ids"]["unblocked"]) == sorted(ids)  # each has a soft-bounced Secondary_Email
+    # per field (issue 19): one call per field, so Zoho's answer is each field's own
+    assert unblock_calls(conn_env) == result["calls"] == 2
+    assert {rid: f["Secondary_Email"] for rid, f in result["fields"].items()} == dict.fromkeys(
+        ids, "unblocked"
+    )
+    assert {rid: f["Email"] for rid, f in result["fields"].items()} == {
+        **dict.fromkeys(org.of("secondary")[:10], "already_unblocked"),
+        **dict.fromkeys(org.of("permanent_secondary")[:10], "permanently_blocked"),
+    }
+    # each record counted once, under its most actionable field
+    assert sorted(result["ids"]["unblocked"]) == sorted(org.of("secondary")[:10])
+    assert sorted(result["ids"]["permanently_blocked"]) == sorted(org.of("permanent_secondary")[:10])
 
 
 @pytest.mark.parametrize("style", ["wrapped", "flat"])

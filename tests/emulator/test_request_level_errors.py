@@ -4,7 +4,8 @@ Zoho's error list puts "EMAIL, SECONDARY_EMAIL field not available for module" b
 both describe the request. The emulator answers it as a call-level 400 NOT_ALLOWED (no ``data``) by default, and
 per record with ``unavailable_field_style="record"``. The validation layer can only catch standard modules before
 a call (it knows which have Secondary_Email); a custom module is left to Zoho, so this is where the answer
-matters. In both forms every id must end in an outcome, or the task must fail clearly with a partial report.
+matters. In both forms every id must end in an outcome, or the task must fail clearly with a partial report. With two
+fields each unblock call carries one field, so the Email field, which exists, is unblocked by its own calls.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def custom_org(emulator: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, tmp_p
 def unblock_calls(emulator: ZohoCRMEmulator) -> int:
     requests = emulator.backend.stats["requests"]
     return int(requests["unblock_bulk"]) + int(requests["unblock_single"])
+
+
+def assert_email_unblocked_once(emulator: ZohoCRMEmulator, ids: list[str]) -> None:
+    for rid in ids:
+        assert emulator.backend.record(MODULE, rid)["email"]["Email"] == {"blocked": None, "unblock_count": 1}
 
 
 def assert_untouched(emulator: ZohoCRMEmulator, ids: list[str]) -> None:
@@ -97,8 +103,14 @@ def test_operator_fails_clearly_with_every_id_pending(
         for rid in ids
     )
     assert sum(report["counts"].values()) == 0 and report["total"] == len(ids)
-    assert unblock_calls(emulator) == 1  # the first batch's answer stops the task; the second is not sent
-    assert_untouched(emulator, custom_org)
+    # one call per field: both Email batches are sent and answered, then the first Secondary_Email batch's
+    # request-level answer stops the task (its second batch is not sent)
+    assert unblock_calls(emulator) == 3
+    assert_email_unblocked_once(emulator, custom_org)
+    assert report["fields"] == {
+        **{rid: {"Email": "unblocked", "Secondary_Email": "pending"} for rid in custom_org},
+        INVALID_ID: {"Email": "invalid_record", "Secondary_Email": "pending"},
+    }
 
 
 def test_operator_with_the_per_record_form(emulator: ZohoCRMEmulator, custom_org: list[str]) -> None:
@@ -111,5 +123,8 @@ def test_operator_with_the_per_record_form(emulator: ZohoCRMEmulator, custom_org
     assert report["ids"]["invalid_record"] == [INVALID_ID]
     assert all(MESSAGE in report["messages"][rid] for rid in custom_org)
     assert report["pending"] == [] and report["total"] == len(ids)
-    assert unblock_calls(emulator) == 2
-    assert_untouched(emulator, custom_org)
+    assert unblock_calls(emulator) == 4  # one call per field and batch
+    assert_email_unblocked_once(emulator, custom_org)  # the Email field exists: its own calls unblock it
+    assert {rid: report["fields"][rid] for rid in custom_org} == {
+        rid: {"Email": "unblocked", "Secondary_Email": "not_allowed"} for rid in custom_org
+    }

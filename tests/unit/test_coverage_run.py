@@ -39,7 +39,11 @@ def test_only_records_with_an_outcome_count_as_read() -> None:
 
 
 def test_a_source_keeps_its_coverage_when_its_date_filter_moves() -> None:
-    a = {"module": "Leads", "kind": "all", "query": "select id from Leads where Modified_Time >= '2026-12-01'"}
+    a = {
+        "module": "Leads",
+        "kind": "all",
+        "query": "select id from Leads where Modified_Time >= '2026-12-01'",
+    }
     b = {**a, "query": "select id from Leads where Modified_Time >= '2026-12-02'"}
     assert source_key(a) == source_key(b) == "Leads.all"
     c = {"module": "Leads", "kind": "coql", "query": "select id from Leads where Lead_Status = 'A'"}

@@ -261,8 +261,26 @@ def test_email_check_budget_is_split_over_the_source_groups_and_adds_up() -> Non
 
 
 def test_groups_carry_every_operator_kwarg_of_their_source() -> None:
-    source = Source(0, "Contacts", "view", ["Email", "Secondary_Email"], "emails", 24.0, 7, view="Bounced")
-    (group,) = plan_groups([(source, ids(3))], batch_size=500, max_groups=10, needs_person_tag="Needs person")
+    source = Source(
+        0,
+        "Contacts",
+        "view",
+        ["Email", "Secondary_Email"],
+        "emails",
+        24.0,
+        7,
+        view="Bounced",
+        check_domain=True,
+    )
+    read = {str(i): {"Email": f"p{i}@x.test", "Secondary_Email": None, "Phone": "1"} for i in range(1, 5)}
+    (group,) = plan_groups(
+        [(source, ids(3))],
+        batch_size=500,
+        max_groups=10,
+        needs_person_tag="Needs person",
+        addresses={"Contacts": read, "Leads": {"1": {"Email": "other@x.test"}}},
+        dns_options={"timeout": 2},
+    )
     assert group == {
         "module": "Contacts",
         "record_ids": ["1", "2", "3"],
@@ -271,7 +289,34 @@ def test_groups_carry_every_operator_kwarg_of_their_source() -> None:
         "min_hours_since_bounce": 24.0,
         "max_email_checks": 7,
         "needs_person_tag": "Needs person",
+        # only this group's records, only the fields it unblocks (the XCom stays small)
+        "addresses": {str(i): {"Email": f"p{i}@x.test", "Secondary_Email": None} for i in range(1, 4)},
+        "check_domain": True,
+        "dns_options": {"timeout": 2},
     }
+
+
+def test_a_source_that_trusts_its_list_carries_no_addresses() -> None:
+    source = Source(0, "Leads", "view", ["Email"], "none", view="Bounced")
+    (group,) = plan_groups(
+        [(source, ids(2))], batch_size=500, max_groups=10, addresses={"Leads": {"1": {"Email": "a@x.test"}}}
+    )
+    assert (group["addresses"], group["check_domain"], group["dns_options"]) == (None, False, None)
+
+
+def test_check_domain_needs_verify_emails_and_dns_options_are_checked_before_any_call() -> None:
+    with pytest.raises(ZohoValidationError, match=r"check_domain .* needs verify 'emails'"):
+        sources_from_params({"sources": [{"module": "Leads", "view": "B", "check_domain": True}]})
+    with pytest.raises(ZohoValidationError, match="dns_options: unknown DNS option"):
+        sources_from_params({"sources": [{"module": "Leads", "all": True}], "dns_options": {"server": "x"}})
+    settings = sources_from_params(
+        {
+            "sources": [{"module": "Leads", "all": True}, {"module": "Contacts", "view": "B"}],
+            "check_domain": True,
+        }
+    )
+    assert [s.check_domain for s in settings.sources] == [True, False]  # the run-wide default: emails only
+    assert settings.sources[0].read_query().startswith("select id, Email from Leads where")
 
 
 @pytest.mark.parametrize("seed", range(30))
