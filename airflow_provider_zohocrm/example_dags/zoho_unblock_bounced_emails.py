@@ -2,6 +2,11 @@
 
 check_params → find_candidates → make_groups → unblock_emails (mapped, all modules together) → report
 
+With ``require_approval`` (Airflow 3.1+): make_groups → groups_to_plan → plan_emails (the same groups, mapped, ``dry_run``)
+→ summarize_plan → approve_plan (a person approves or rejects the plan in the UI) → unblock_emails → report. A
+rejection skips unblock_emails, and the report prints the plan. Without the param the three planning tasks are
+skipped (groups_to_plan, a small task, gives them nothing to plan), and the run writes what it always wrote.
+
 Sources (one module each; the ``sources`` param lists them, or the single-module params give one):
 - ``{"module": "Leads", "all": true}`` — every record with an email (optionally ``date_field`` + ``since`` or
   ``days``), verified by reading each record's Emails related list (``verify: "emails"``, the default here). It
@@ -73,6 +78,16 @@ SOURCE_SCHEMA: dict[str, Any] = {
         "check_domain": {"type": "boolean"},
     },
 }
+
+
+def _approval_operator() -> type[Any] | None:
+    """Airflow's ApprovalOperator (human-in-the-loop, Airflow 3.1+), or None where it does not exist: on 3.0
+    the module raises on import, and the DAG must still parse there (``require_approval`` is then refused)."""
+    try:
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+    except Exception:  # 3.0: AirflowOptionalProviderFeatureException; an old standard provider: ImportError
+        return None
+    return ApprovalOperator
 
 
 def _max_groups() -> int:
@@ -157,6 +172,12 @@ def _max_groups() -> int:
             description="Start the rolling coverage of every source with max_email_checks over (a new cycle"
             " from the lowest id, nothing deferred); see docs/large-orgs.md",
         ),
+        "require_approval": Param(
+            False,
+            type="boolean",
+            description="Plan first (a dry run), show the plan in the approve_plan task, and unblock only after"
+            " a person approves it in the UI; a rejection ends the run with the plan as its report (Airflow 3.1+)",
+        ),
     },
     # the mapped tasks read their own ids from make_groups' XCom (packed small: zoho/id_packing.py)
     user_defined_filters={"zoho_ids": unpack_ids},
@@ -183,26 +204,59 @@ def zoho_unblock_bounced_emails() -> None:
             settings = sources_from_params(params, max_sources=_max_groups_hard_limit())
         except ZohoValidationError as exc:
             raise AirflowFailException(str(exc)) from None
+        require_approval = params.get("require_approval", False)
+        if not isinstance(require_approval, bool):
+            raise AirflowFailException(f"require_approval must be true or false, not {require_approval!r}.")
+        if require_approval and _approval_operator() is None:
+            from airflow import __version__ as airflow_version
+
+            raise AirflowFailException(
+                f"require_approval needs Airflow 3.1 or later (its human-in-the-loop operators); this is Airflow"
+                f" {airflow_version}. Run without require_approval (a dry_run first shows the plan), or upgrade."
+            )
+        if require_approval and settings.dry_run:
+            raise AirflowFailException(
+                "require_approval and dry_run together: a dry run writes nothing, so there is nothing to approve."
+                " Use one or the other."
+            )
         for source in settings.sources:
             print(f"Source {source.describe()}")
-        return settings.to_dict()
+        if require_approval:
+            print(
+                "require_approval: the plan (a dry run) is shown in approve_plan; nothing is written before a"
+                " person approves it."
+            )
+        return {**settings.to_dict(), "require_approval": require_approval}
 
     @task
     def find_candidates(
         settings: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Resolve every view name first (an unknown name fails before anything else), then read each source's
-        ids; a record two sources of one module both list is kept once. A source with ``max_email_checks`` keeps only this run's slice of its
-        rolling coverage (``hooks/coverage_run.py``). Ids leave packed (``zoho/id_packing.py``)."""
+        ids; a record two sources of one module both list is kept once. A source with ``max_email_checks``
+        keeps only this run's slice of its rolling coverage (``hooks/coverage_run.py``). Ids leave packed."""
         from airflow.providers.common.compat.sdk import AirflowFailException
 
         from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
         from airflow_provider_zohocrm.zoho.addresses import addresses_by_id
         from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
+        from airflow_provider_zohocrm.zoho.modules import check_modules, list_modules_or_none
         from airflow_provider_zohocrm.zoho.sources import Source, dedupe_candidates
 
         sources = [Source.from_dict(s) for s in settings["sources"]]
         hook = ZohoCRMHook(zohocrm_conn_id=settings["conn_id"])
+        # One settings/modules call names a misspelled module ("Leeds": did you mean 'Leads'?) before any other
+        # call; Zoho's own answer to it is an unnamed INVALID_QUERY.
+        modules = list_modules_or_none(hook.client)
+        if modules is None:
+            print(
+                "The token lacks ZohoCRM.settings.modules.READ: module names are not checked before the run"
+                " (Zoho's answers judge them)."
+            )
+        else:
+            problems = check_modules(modules, [source.module for source in sources])
+            if problems:
+                raise AirflowFailException(" ".join(problems))
         cvids: dict[int, str] = {}
         for source in sources:
             if source.kind == "view":
@@ -281,16 +335,47 @@ def zoho_unblock_bounced_emails() -> None:
         )
         return groups
 
+    @task
+    def groups_to_plan(groups: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
+        """The groups to plan: all of them when the run needs approval, else none (plan_emails then maps over
+        nothing, and it, summarize_plan and approve_plan are skipped without running). Airflow maps only over a
+        task's return value, hence this small task."""
+        return groups if settings.get("require_approval") else []
+
+    @task(multiple_outputs=False)
+    def summarize_plan(
+        planned: list[dict[str, Any]], found: list[dict[str, Any]], settings: dict[str, Any]
+    ) -> dict[str, str]:
+        """The plan in words for the person who approves it: the approve_plan task's subject and body."""
+        from airflow_provider_zohocrm.zoho.run_report import build_run_report, format_run_report
+
+        found = [{**f, "ids": unpack_ids(f["ids"])} for f in found]
+        merged = build_run_report(found, _read_all(planned))
+        text = format_run_report(merged, dry_run=True, tag=settings.get("needs_person_tag"))
+        print(text)
+        would_send = sum(len(ids) for ids in merged["pending"].values())
+        modules = ", ".join(merged["modules"]) or "no module"
+        return {
+            "subject": f"Unblock {would_send:,} email address(es) in Zoho CRM ({modules})?",
+            "body": "The plan (a dry run: nothing has been written to Zoho yet). **Approve** unblocks the"
+            " records the plan would send; **Reject** ends the run with this plan as its report.\n\n"
+            f"```text\n{text}\n```",
+            "text": text,
+        }
+
     @task(trigger_rule="none_failed", multiple_outputs=False)  # also runs when nothing was found
     def report(
         results: list[dict[str, Any]],
         found: list[dict[str, Any]],
         settings: dict[str, Any],
-        groups: list[dict[str, Any]],
+        planned: list[dict[str, Any]] | None = None,
+        groups: list[dict[str, Any]] | None = None,
+        ti: Any = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
         """A table per module and the grand total; the records a person must handle, with Zoho's bounce reason;
-        every candidate of every source checked to have exactly one outcome."""
+        every candidate of every source checked to have exactly one outcome. After a rejected approval: the plan
+        that was rejected, and nothing written."""
         from airflow_provider_zohocrm.zoho.run_report import (
             accounting_errors,
             build_run_report,
@@ -298,15 +383,30 @@ def zoho_unblock_bounced_emails() -> None:
         )
         from airflow_provider_zohocrm.zoho.unblock import field_counts
 
-        # Iterating Airflow's lazy sequence of mapped results asks for one item past the end, and Airflow 3.3
-        # logs that 404 as an ERROR ("XCom not found"): read exactly len() items instead.
-        results = [results[i] for i in range(len(results))] if results else []
+        results = _read_all(results)
+        plan = _read_all(planned)
+        dry_run = bool(settings["dry_run"])
+        # Approve: approve_plan returns the answer. Reject: it skips unblock_emails and returns nothing (the skip
+        # ends the task), so a plan without results is the sign of a rejection.
+        decision = ti.xcom_pull(task_ids=APPROVAL_TASK) if settings.get("require_approval") else None
+        rejected = bool(settings.get("require_approval")) and bool(plan) and not results and decision is None
+        heading = ""
+        if rejected:
+            heading = "Rejected in approve_plan: nothing was written to Zoho. The plan that was rejected:"
+        elif isinstance(decision, dict):
+            who = (decision.get("responded_by_user") or {}).get("name") or "someone"
+            heading = f"Approved by {who} in approve_plan."
+        if rejected:
+            results, dry_run = plan, True
         found = [{**f, "ids": unpack_ids(f["ids"])} for f in found]
         merged = build_run_report(found, results)
-        text = format_run_report(
-            merged, dry_run=bool(settings["dry_run"]), tag=settings.get("needs_person_tag")
+        text = format_run_report(merged, dry_run=dry_run, tag=settings.get("needs_person_tag"))
+        if heading:
+            text = f"{heading}\n{text}"
+        # rolling coverage: commit (over the records with an outcome only) and a line per source; the credits
+        text += "\n" + "\n".join(
+            coverage_lines(found, groups or [], [] if rejected else results, plan, str(run_id))
         )
-        text += "\n" + "\n".join(coverage_lines(found, groups, results, str(run_id)))
         print(text)
         problems = accounting_errors(merged)
         if problems:
@@ -334,6 +434,7 @@ def zoho_unblock_bounced_emails() -> None:
                 for outcome, records in merged["needs_person"].items()
             },
             "pending": merged["pending"],
+            "approval": "rejected" if rejected else ("approved" if decision is not None else None),
             "text": text,  # the printed report, for a notifier on this task (README: "Tagging and notifications")
         }
 
@@ -341,20 +442,48 @@ def zoho_unblock_bounced_emails() -> None:
     settings: Any = check_params()
     found: Any = find_candidates(settings)
     groups: Any = make_groups(found, settings)
-    unblock = UnblockEmailOperator.partial(
-        task_id="unblock_emails",
+    # The approval path: the same groups, dry run. Without require_approval groups_to_plan is empty, so
+    # plan_emails maps over nothing and it, summarize_plan and approve_plan are skipped without running.
+    planning: Any = groups_to_plan(groups, settings)
+    plan = UnblockEmailOperator.partial(
+        task_id="plan_emails",
         zohocrm_conn_id="{{ params.conn_id }}",
-        record_ids="{{ ti.xcom_pull(task_ids='make_groups', key='group_' ~ ti.map_index)['ids'] | zoho_ids }}",
-        addresses="{{ ti.xcom_pull(task_ids='make_groups', key='group_' ~ ti.map_index)['addresses'] }}",
+        **GROUP_RECORDS,
         batch_size="{{ params.batch_size }}",
-        dry_run="{{ params.dry_run }}",
+        dry_run=True,
         max_active_tis_per_dagrun=MAX_PARALLEL,
         retries=2,
         **pool_args,
         **retry_args,
+    ).expand_kwargs(planning)
+    planned: Any = plan.output
+    summary: Any = summarize_plan(planned, found, settings)
+    approve = _approval_task(summary)
+    unblock = UnblockEmailOperator.partial(
+        task_id="unblock_emails",
+        zohocrm_conn_id="{{ params.conn_id }}",
+        **GROUP_RECORDS,
+        batch_size="{{ params.batch_size }}",
+        dry_run="{{ params.dry_run }}",
+        max_active_tis_per_dagrun=MAX_PARALLEL,
+        retries=2,
+        # approve_plan is skipped when no approval is asked for; a rejection skips this task itself
+        trigger_rule="none_failed",
+        **pool_args,
+        **retry_args,
     ).expand_kwargs(groups)
+    approve >> unblock
     results: Any = unblock.output
-    report(results, found, settings, groups)
+    report(results, found, settings, planned, groups)
+
+
+APPROVAL_TASK = "approve_plan"
+#: Each mapped task pulls its own group's records from make_groups (``park_groups``): the ids, packed, and the
+#: addresses the source read with them. plan_emails maps over the same list, so the map indexes match.
+GROUP_RECORDS: dict[str, Any] = {
+    "record_ids": "{{ ti.xcom_pull(task_ids='make_groups', key='group_' ~ ti.map_index)['ids'] | zoho_ids }}",
+    "addresses": "{{ ti.xcom_pull(task_ids='make_groups', key='group_' ~ ti.map_index)['addresses'] }}",
+}
 
 
 def coverage_and_pack(
@@ -395,13 +524,47 @@ def park_groups(groups: list[dict[str, Any]], found: list[dict[str, Any]], ti: A
 
 
 def coverage_lines(
-    found: list[dict[str, Any]], groups: list[dict[str, Any]], results: list[Any], run_id: str
+    found: list[dict[str, Any]],
+    groups: list[dict[str, Any]],
+    results: list[Any],
+    planned: list[Any],
+    run_id: str,
 ) -> list[str]:
     """Commit each coverage source (its cursor moves over the records that reached an outcome) and say where it
     stands; then the credits the run spent."""
     from airflow_provider_zohocrm.hooks.coverage_run import finish_sources
 
-    return finish_sources(found, groups or [], results, run_id)
+    return finish_sources(found, groups, results, run_id, planned=planned)
+
+
+def _read_all(results: Any) -> list[dict[str, Any]]:
+    """Every item of a mapped task's results (empty when it was skipped). Iterating Airflow's lazy sequence asks
+    for one item past the end, and Airflow 3.3 logs that 404 as an ERROR ("XCom not found"): read len() items."""
+    return [results[i] for i in range(len(results))] if results else []
+
+
+def _approval_task(summary: Any) -> Any:
+    """approve_plan: Airflow's ApprovalOperator showing the plan (3.1+); on 3.0 a stand-in that is always
+    skipped, since check_params refuses require_approval there."""
+    operator = _approval_operator()
+    if operator is None:
+
+        @task(task_id=APPROVAL_TASK)
+        def approve_plan(summary: dict[str, str]) -> None:
+            from airflow.providers.common.compat.sdk import AirflowFailException
+
+            raise AirflowFailException("require_approval needs Airflow 3.1 or later.")
+
+        return approve_plan(summary)
+    approval = operator(
+        task_id=APPROVAL_TASK,
+        subject="{{ ti.xcom_pull(task_ids='summarize_plan')['subject'] }}",
+        body="{{ ti.xcom_pull(task_ids='summarize_plan')['body'] }}",
+        # Reject skips unblock_emails only; the report still runs and prints the plan.
+        ignore_downstream_trigger_rules=False,
+    )
+    summary >> approval
+    return approval
 
 
 def _addresses_by_module(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

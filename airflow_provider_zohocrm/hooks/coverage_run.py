@@ -289,6 +289,7 @@ def finish_sources(
     results: Sequence[Mapping[str, Any] | None],
     run_id: str,
     *,
+    planned: Sequence[Mapping[str, Any] | None] = (),
     variables: Variables | None = None,
 ) -> list[str]:
     """The report task's step: commit every coverage source, and the report's lines (one per source, then the
@@ -300,9 +301,10 @@ def finish_sources(
         if group.get("coverage"):
             by_key.setdefault(str(group["coverage"]["key"]), []).append(i)
     task_credits: dict[int, int] = {}
-    for i, result in enumerate(results):
-        if result and isinstance(result.get("credits_spent"), int):
-            task_credits[i] = int(result["credits_spent"])
+    for tasks in (results, planned):  # planned: an approval's plan tasks (same groups, same map indexes)
+        for i, result in enumerate(tasks):
+            if result and isinstance(result.get("credits_spent"), int):
+                task_credits[i] = task_credits.get(i, 0) + int(result["credits_spent"])
     for entry in found:
         info = entry.get("coverage")
         if not info:

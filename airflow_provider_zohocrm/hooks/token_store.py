@@ -16,7 +16,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from airflow_provider_zohocrm.zoho.auth import FileTokenStore, LeaseStatus
@@ -58,17 +58,23 @@ class AirflowVariableTokenStore:
         poll_seconds: float = 0.5,
         settle_seconds: float = 0.05,
         max_settle_seconds: float = 3.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.files = file_store or FileTokenStore()
+        #: wall clock (lease expiry), durations, pauses: a simulation replaces them (tests/unit/token_sim.py)
+        self.clock, self.monotonic, self.sleep = clock, monotonic, sleep
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
         self.max_settle_seconds = max_settle_seconds
         self._recent_calls: list[float] = []
-        self._leased: set[str] = set()  # keys whose lease this process holds
+        self._leased: dict[str, str] = {}  # key -> owner of the lease this process holds
+        self._until: dict[str, float] = {}  # key -> when the lease this process holds ends
         self._saved_under_lease: set[str] = set()
         self._observed: dict[str, str | None] = {}  # the store's blob a lease wait ended on ("changed")
-        #: per key, what the last Variable read held: (state blob, lease, time.monotonic() of the answer)
+        #: per key, what the last Variable read held: (state blob, lease, self.monotonic() of the answer)
         self._seen: dict[str, tuple[str | None, dict[str, Any] | None, float]] = {}
         self._calls = 0
         #: when a test or benchmark sets a list: (call, wall-clock start, seconds) of every Variable call
@@ -88,12 +94,12 @@ class AirflowVariableTokenStore:
         return Variable
 
     def _timed(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        wall = time.time()
-        started = time.monotonic()
+        wall = self.clock()
+        started = self.monotonic()
         try:
             return fn(*args, **kwargs)
         finally:
-            took = time.monotonic() - started
+            took = self.monotonic() - started
             if self.trace is not None:
                 self.trace.append((getattr(fn, "__name__", "call"), wall, took))
             self._calls += 1
@@ -117,10 +123,21 @@ class AirflowVariableTokenStore:
 
     def _read(self, key: str) -> tuple[str | None, dict[str, Any] | None]:
         """The shared Variable: (state blob, lease); remembered for the lease protocol. Raises on API errors."""
+        self._uncache(VARIABLE_PREFIX + key)
+        self._seen.pop(key, None)  # until this read succeeds, nothing is known of the Variable
         raw = self._timed(self._variable().get, VARIABLE_PREFIX + key, default=None)
         state, lease = _unpack(raw)
-        self._seen[key] = (state, lease, time.monotonic())
+        self._seen[key] = (state, lease, self.monotonic())
         return state, lease
+
+    @staticmethod
+    def _uncache(name: str) -> None:
+        """Drop this process's cached copy (``[secrets] use_cache``): a cached "free" read would let a claim
+        write a stale state over a fresh token, and a cached lease would keep a waiter waiting."""
+        with contextlib.suppress(Exception):
+            from airflow.sdk.execution_time.cache import SecretCache
+
+            SecretCache.invalidate_variable(name)
 
     def _write(self, key: str, state: str | None, lease: dict[str, Any] | None) -> None:
         """The shared Variable: the bare blob when no lease is held (what a reader of any version expects),
@@ -146,11 +163,20 @@ class AirflowVariableTokenStore:
         self.files.save(key, blob)
 
     def save(self, key: str, blob: str) -> None:
+        """The lease holder's save ends its lease (no release round trip). A save keeps a live lease of another
+        task that its caller's read just saw (an invalidation, a failure record, a refresh without the lease, a
+        holder whose claim interleaved with another's). Without such a read it writes this machine's copy only."""
         self.files.save(key, blob)
         if self._use_variables():
-            self._write(key, blob, None)  # a save also ends any lease (no release round trip)
+            seen = self._seen.get(key)
             if key in self._leased:
                 self._saved_under_lease.add(key)
+            elif seen is None:
+                return  # the caller's read failed: a blind write could end a lease it cannot see
+            lease = seen[1] if seen is not None and _live(seen[1], self.clock()) else None
+            if lease is not None and lease.get("owner") == self._leased.get(key):
+                lease = None  # ours: the save ends it
+            self._write(key, blob, lease)
 
     def delete(self, key: str) -> None:
         self.files.delete(key)
@@ -188,12 +214,13 @@ class AirflowVariableTokenStore:
         owner = uuid.uuid4().hex
         status = self._acquire_lease(key, owner, max(hold_seconds, self.lease_seconds), wait, since)
         if status == "held":
-            self._leased.add(key)
+            self._leased[key] = owner
         try:
             yield status
         finally:
             if status == "held":
-                self._leased.discard(key)
+                self._leased.pop(key, None)
+                self._until.pop(key, None)
                 if key in self._saved_under_lease:
                     self._saved_under_lease.discard(key)  # the save replaced the lease already
                 else:
@@ -207,7 +234,7 @@ class AirflowVariableTokenStore:
     def _current(self, key: str) -> tuple[str | None, dict[str, Any] | None]:
         """The Variable as read within ``FRESH_READ_SECONDS`` (the caller's own store read), else read now."""
         seen = self._seen.get(key)
-        if seen is not None and time.monotonic() - seen[2] <= FRESH_READ_SECONDS:
+        if seen is not None and self.monotonic() - seen[2] <= FRESH_READ_SECONDS:
             return seen[0], seen[1]
         return self._read(key)
 
@@ -216,25 +243,28 @@ class AirflowVariableTokenStore:
         so the read that found the store without a usable token is also the read that found the lease free.
         A second claimer that read "free" before our claim landed lands its own within its read→write gap; the
         pause covers that gap (see the protocol)."""
-        started = time.monotonic()
+        started = self.monotonic()
         polls = 0
         try:
             while True:
                 if polls:
-                    blob = self.load(key)  # also reads the lease (one Variable)
-                    if blob != since:
-                        self._observed[key] = blob
-                        return "changed"  # the holder finished: the caller finds its token (or its error)
+                    self._read(key)  # the state and the lease in one Variable read; an error: "unavailable"
                 state, lease = self._current(key)
-                if not _live(lease):
-                    until = time.time() + hold
+                if (state or self.files.load(key)) != since:
+                    # the holder finished, or someone saved since the caller's read (never claim from a stale
+                    # state): the caller finds the token (or the error) in it
+                    self._observed[key] = state or self.files.load(key)
+                    return "changed"
+                if not _live(lease, self.clock()):
+                    until = self.clock() + hold
                     claim = {"owner": owner, "until": until, "host": socket.gethostname()}
                     self._write(key, state, claim)
                     settle = self._settle() + FRESH_READ_SECONDS
                     self.lease_stats["settle_max"] = max(self.lease_stats["settle_max"], settle)
-                    time.sleep(settle)  # let a concurrent claimer land before we read back
+                    self.sleep(settle)  # let a concurrent claimer land before we read back
                     now_state, lease = self._read(key)
                     if lease and lease.get("owner") == owner:
+                        self._until[key] = until
                         self.lease_stats["acquired"] += 1
                         return "held"
                     self.lease_stats["lost_race"] += 1
@@ -243,15 +273,19 @@ class AirflowVariableTokenStore:
                         return "changed"
                 if not wait:
                     return "busy"
-                if time.monotonic() - started > 2 * hold:
+                if self.monotonic() - started > 2 * hold:
                     log.warning("Waited %.0f s for the Zoho token lease; refreshing without it.", 2 * hold)
                     return "unavailable"
                 self.lease_stats["waits"] += 1
-                time.sleep(min(self.poll_seconds, 0.025 * 2 ** min(polls // 8, 5)))  # 25 ms at first
+                self.sleep(min(self.poll_seconds, 0.025 * 2 ** min(polls // 8, 5)))  # 25 ms at first
                 polls += 1
         except Exception as exc:
             log.warning("Zoho token lease unavailable (%s); refreshing without it.", type(exc).__name__)
             return "unavailable"
+
+    def lease_until(self, key: str) -> float | None:
+        """When the lease this process holds on ``key`` ends (the grant under it must end before)."""
+        return self._until.get(key)
 
     def observed(self, key: str) -> str | None:
         """The store's blob that ended the last lease wait with "changed" (once; ``None`` if there is none)."""
@@ -289,6 +323,6 @@ def _unpack(raw: object) -> tuple[str | None, dict[str, Any] | None]:
     return (str(state) if state else None), (lease if isinstance(lease, dict) else None)
 
 
-def _live(lease: dict[str, Any] | None) -> bool:
+def _live(lease: dict[str, Any] | None, now: float) -> bool:
     """A lease binds until it expires; a holder's save replaces it (the Variable then holds the bare blob)."""
-    return lease is not None and float(lease.get("until") or 0) >= time.time()
+    return lease is not None and float(lease.get("until") or 0) >= now

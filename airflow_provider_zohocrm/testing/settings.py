@@ -11,7 +11,11 @@ Shapes and rules from Zoho's v8 OpenAPI files (``zoho/crm-oas``: ``users.json``,
 - ``GET /crm/{v}/settings/custom_views?module=M`` → ``{"custom_views": [...], "info": {per_page, default, count,
   translation, page, more_records}}``; ``GET /crm/{v}/settings/custom_views/{id}?module=M`` → the same shape with
   one view, **204** when no view of the module has that id; scope ``ZohoCRM.settings.custom_views.READ``.
-- Every one: no ``module`` → 400 ``REQUIRED_PARAM_MISSING`` (``details.param_name``); unknown module → 400
+- ``GET /crm/{v}/settings/modules`` → ``{"modules": [{api_name, module_name, plural_label, singular_label,
+  api_supported, id, status, generated_type, …}]}``, every module in one answer (no paging; 204 when none);
+  scope ``ZohoCRM.settings.modules.READ`` (``modules.json``). The org's UI-only modules (Home, Feeds) are listed
+  with ``api_supported: false``, as Zoho lists them.
+- Every one but ``modules``: no ``module`` → 400 ``REQUIRED_PARAM_MISSING`` (``details.param_name``); unknown module → 400
   ``INVALID_MODULE``; missing scope → 401 ``OAUTH_SCOPE_MISMATCH``. ``ZohoCRM.settings.ALL`` covers the settings
   APIs and ``ZohoCRM.users.ALL`` the users API.
 """
@@ -30,6 +34,13 @@ if TYPE_CHECKING:
 
 USERS_SCOPES = ("ZohoCRM.users.READ", "ZohoCRM.users.ALL")
 FIELDS_SCOPES = ("ZohoCRM.settings.fields.READ", "ZohoCRM.settings.fields.ALL", "ZohoCRM.settings.ALL")
+MODULES_SCOPES = (
+    "ZohoCRM.settings.modules.READ",
+    "ZohoCRM.settings.modules.ALL",
+    "ZohoCRM.settings.ALL",
+)
+#: Modules every org has that Zoho's API cannot reach (listed with ``api_supported: false``).
+UI_ONLY_MODULES = ("Home", "Feeds")
 VIEWS_SCOPES = (
     "ZohoCRM.settings.custom_views.READ",
     "ZohoCRM.settings.custom_views.ALL",
@@ -113,6 +124,14 @@ class SettingsService(OrgState):
             "type__s": "Regular User",
             "created_by": {"name": "Emulator Admin", "id": uid},
         }
+
+    def module_list(self) -> list[JSON]:
+        """``settings/modules`` entries: the UI-only modules, then the org's modules in the order they were made."""
+        with self._lock:
+            mods = sorted(self._modules.values(), key=lambda m: m.index)
+            entries = [_module_json(name, i + 1, api=False) for i, name in enumerate(UI_ONLY_MODULES)]
+            entries += [_module_json(m.name, len(UI_ONLY_MODULES) + m.index + 1, api=True) for m in mods]
+            return entries
 
     def field_metadata(self, module: str) -> list[JSON]:
         """``settings/fields`` entries of a module: its standard fields, email fields, and custom fields."""
@@ -214,6 +233,31 @@ def _view_json(view: View, module: Module, owner: JSON) -> JSON:
     }
 
 
+def _module_json(name: str, sequence: int, *, api: bool) -> JSON:
+    """One ``modules[]`` entry with the fields modules.json marks as most used."""
+    singular = name[:-1] if name.endswith("s") else name
+    return {
+        "id": str(ID_BASE + 800_000 + sequence),
+        "api_name": name,
+        "module_name": name,
+        "plural_label": name.replace("_", " "),
+        "singular_label": singular.replace("_", " "),
+        "actual_plural_label": name.replace("_", " "),
+        "actual_singular_label": singular.replace("_", " "),
+        "api_supported": api,
+        "creatable": api,
+        "editable": api,
+        "viewable": True,
+        "show_as_tab": True,
+        "sequence_number": sequence,
+        "generated_type": "default",
+        "status": "visible",
+        "visibility": 1,
+        "access_type": "org_based",
+        "parent_module": {},
+    }
+
+
 def _module_param(backend: EmulatorBackend, query: Mapping[str, str]) -> Module:
     """The required ``module`` query parameter: REQUIRED_PARAM_MISSING or INVALID_MODULE like Zoho."""
     name = query.get("module", "").strip()
@@ -247,6 +291,15 @@ def users(backend: EmulatorBackend, req: Request) -> Reply:
         return Reply(204)
     info = {"per_page": per_page, "count": 1, "page": page, "more_records": False}
     return Reply.json(200, {"users": [backend.current_user()], "info": info})
+
+
+@route("modules", "/crm/{ver}/settings/modules")
+def modules(backend: EmulatorBackend, req: Request) -> Reply:
+    """``GET /crm/{v}/settings/modules``: every module of the org in one answer."""
+    backend.check_scope(req.access_token, *MODULES_SCOPES)
+    backend.charge()
+    found = backend.module_list()
+    return Reply.json(200, {"modules": found}) if found else Reply(204)
 
 
 @route("fields", "/crm/{ver}/settings/fields")

@@ -40,6 +40,7 @@ from airflow_provider_zohocrm.zoho.datacenters import Endpoints, check_token_api
 from airflow_provider_zohocrm.zoho.errors import (
     ZohoAuthError,
     ZohoConfigError,
+    ZohoCRMError,
     ZohoInvalidClientError,
     ZohoRefreshTokenError,
     ZohoResponseError,
@@ -55,6 +56,11 @@ THROTTLE_BACKOFF_SECONDS = 600.0
 #: How long a refusal of the client or refresh token is remembered in the shared store, so parallel tasks fail at
 #: once instead of each asking Zoho. The cache key includes the refresh token, so a new token starts clean.
 REFUSAL_MEMORY_SECONDS = 600.0
+#: After a grant that failed or went unanswered, nobody asks Zoho again for this long (each failed grant may
+#: still count against the 10 per 10 minutes); tasks with a working token keep it, others fail with the cause.
+FAILED_GRANT_BACKOFF_SECONDS = 60.0
+#: A replacement token Zoho's API rejects this soon after it was granted is not stale: its rejection is recorded.
+REJECTED_AT_ONCE_SECONDS = 60.0
 #: Refresh this long before expiry, so a token never expires in the middle of a task's batches.
 DEFAULT_REFRESH_MARGIN_SECONDS = 300.0
 #: Each TokenManager (each task) draws its margin from [margin * (1 - jitter), margin], so that the tasks of a
@@ -64,6 +70,8 @@ REFRESH_MARGIN_JITTER = 0.5
 USABLE_FLOOR_SECONDS = 30.0
 #: Attempts of one token POST; only failures that cannot have reached Zoho are retried (see ``_post``).
 GRANT_ATTEMPTS = 3
+#: A lease outlasts the grant it protects by this much: the time to save the grant's result.
+SAVE_SECONDS = 15.0
 #: Environment variable naming the machine-local token cache directory (overrides the temp-dir default).
 TOKEN_CACHE_DIR_ENV = "ZOHOCRM_TOKEN_CACHE_DIR"  # noqa: S105 - a variable name, not a secret
 
@@ -314,6 +322,34 @@ class TokenStats:
     kept_tokens: int = 0
 
 
+class DeadlinePassed(Exception):
+    """A call did not return by its deadline (it may still be running: its result is dropped)."""
+
+
+def run_within(seconds: float, call: Callable[[], requests.Response]) -> requests.Response:
+    """``call()`` if it returns within ``seconds``, else :class:`DeadlinePassed`. requests bounds the connect
+    timeout per address and the read timeout per ``recv``, and DNS not at all: only this bounds a grant, so that
+    the lease that protects it (held for the deadline plus the save) never expires under it."""
+    result: list[requests.Response] = []
+    error: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:  # handed to the caller
+            error.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="zohocrm-token-grant", daemon=True).start()
+    if not done.wait(max(0.0, seconds)):
+        raise DeadlinePassed
+    if error:
+        raise error[0]
+    return result[0]
+
+
 class GrantNotAnsweredError(ZohoTransportError):
     """The token POST reached Zoho (or may have) but no answer came back; not retried, since Zoho may have
     minted a token that counts against its 10 per 10 minutes."""
@@ -356,6 +392,8 @@ class TokenManager:
         self.on_secret = on_secret
         self.clock = clock
         self.sleep = sleep
+        #: runs one POST, raising DeadlinePassed if it has not returned in time (a simulation replaces it)
+        self.run_within: Callable[[float, Callable[[], requests.Response]], requests.Response] = run_within
         self.key = credentials.cache_key(endpoints.accounts_url)
         self.stats = TokenStats()
         #: the longest one grant may take; a cross-machine lease is held this long plus the time to save
@@ -365,6 +403,7 @@ class TokenManager:
         self._last_blob: str | None = None  # the shared blob last read (to notice a change, to copy locally)
         self._masked: set[str] = set()
         self._lock = threading.Lock()
+        self._deadline: float | None = None  # the next grant's deadline (set when its lease is asked for)
         if on_secret:
             on_secret(credentials.client_secret)
             on_secret(credentials.refresh_token)
@@ -406,24 +445,29 @@ class TokenManager:
             return self._refresh_early(usable, state)
         return self._refresh_now()
 
-    def invalidate(self, token_value: str) -> None:
-        """Zoho rejected ``token_value``: forget it here and in the store (unless another is there already)."""
+    def invalidate(self, token_value: str, message: str = "", *, final: bool = False) -> None:
+        """Zoho's API rejected ``token_value`` (its answer: ``message``): forget it here and in the store.
+
+        ``final``: the token replaced a rejected one and was rejected at once too. If it was granted moments ago
+        it is not stale (say, the api_domain is another org's): another grant per task try would burn Zoho's 10
+        per 10 minutes, so the rejection is recorded and every task stops with its message."""
         self.stats.invalidations += 1
         with self._lock, self.store.lock(self.key):
+            now = self.clock()
+            local, state = self._decode(self._load_local()), self._load_state()
+            shared, blocked = state.get("token"), state.get("blocked")
+            tokens = [t for t in (self._memory, local.get("token"), shared) if isinstance(t, AccessToken)]
+            rejected = next((t for t in tokens if t.value == token_value), None)
             if self._memory and self._memory.value == token_value:
                 self._memory = None
-            local = self._decode(self._load_local())
-            local_token = local.get("token")
-            state = self._load_state()
-            shared = state.get("token")
-            if isinstance(shared, AccessToken) and shared.value == token_value:
-                # keep what the state says about throttling and refusals; drop only the token
-                self._save_state(None, float(state.get("throttled_until") or 0), state.get("refused"))
-            elif isinstance(local_token, AccessToken) and local_token.value == token_value:
-                self._last_blob = self._encode(
-                    None, float(local.get("throttled_until") or 0), local.get("refused")
-                )
+            if final and rejected is not None and now - rejected.issued_at < REJECTED_AT_ONCE_SECONDS:
+                blocked = {"kind": "rejected", "message": message, "until": now + REFUSAL_MEMORY_SECONDS}
+            elif isinstance(shared, AccessToken) and shared.value != token_value:
+                self._last_blob = self._encode(None, local.get("blocked"))
                 self._share_locally()  # the shared store holds another token already: fix this machine's copy
+                return
+            keep = shared if isinstance(shared, AccessToken) and shared.value != token_value else None
+            self._save_state(keep, blocked)  # outside the lease: the store keeps another task's lease
 
     def revoke_refresh_token(self) -> None:
         """Revoke the refresh token at Zoho (ends every access token minted from it) and clear the cache."""
@@ -461,12 +505,10 @@ class TokenManager:
         return token
 
     def _refresh_early(self, usable: AccessToken, state: dict[str, Any]) -> AccessToken:
-        """Single flight: the token still works, so at most one process refreshes it and nobody waits."""
-        now = self.clock()
-        if float(state.get("throttled_until") or 0) > now or _refusal_active(state, now):
-            return self._keep(usable)  # a refresh was just throttled or refused: use what works, ask nobody
-        if not self._lock.acquire(blocking=False):
-            return self._keep(usable)
+        """Single flight: the token still works, so at most one process refreshes it and nobody waits. Any
+        failure keeps the token and is recorded, so nobody asks Zoho again before the back-off ends."""
+        if _blocked(state, self.clock()) or not self._lock.acquire(blocking=False):
+            return self._keep(usable)  # a grant just failed, or this process is refreshing already
         try:
             with self._try_lock() as locked:
                 if not locked:
@@ -474,33 +516,23 @@ class TokenManager:
                 with self._lease(wait=False, since=self._last_blob) as status:
                     if status == "busy":
                         return self._keep(usable)  # another machine is refreshing
-                    state = self._load_state()
-                    shared = state.get("token")
-                    now = self.clock()
-                    if isinstance(shared, AccessToken) and not self._wants_refresh(shared, now):
-                        return self._shared_hit(shared)
-                    if float(state.get("throttled_until") or 0) > now or _refusal_active(state, now):
-                        return self._keep(usable)
+                    if status == "changed":  # another task saved since our read: take its token, or keep ours
+                        return self._fresh_or_usable(self._observed_state().get("token"), fresh=True) or (
+                            self._keep(usable)
+                        )
+                    # this machine's lock holder before us may have refreshed already (no shared store: no lease)
+                    local = self._decode(self._load_local())
+                    found = self._fresh_or_usable(local.get("token"), fresh=True)
+                    if found or _blocked(local, self.clock()):
+                        return found or self._keep(usable)
                     self.stats.early_refreshes += 1
                     try:
                         token = self._grant()
-                    except ZohoTokenThrottledError as exc:
-                        self._save_state(usable, self.clock() + exc.retry_after, state.get("refused"))
-                        log.warning(
-                            "Zoho throttled the early token refresh; the current token works for %.0f s more.",
-                            usable.expires_at - self.clock(),
-                        )
-                        return self._keep(usable)
-                    except (ZohoRefreshTokenError, ZohoInvalidClientError) as exc:
-                        self._save_state(usable, 0.0, self._refusal(exc))
-                        log.warning(
-                            "Zoho refused the early token refresh (%s); keeping the current token.", exc.code
-                        )
-                        return self._keep(usable)
-                    except ZohoTransportError as exc:
+                    except ZohoCRMError as exc:
+                        self._record_failure(exc)
                         log.warning("Early token refresh failed (%s); keeping the current token.", exc)
                         return self._keep(usable)
-                    self._save_state(token, 0.0)
+                    self._save_state(token)
                     self._remember(token)
                     return token
         finally:
@@ -521,28 +553,21 @@ class TokenManager:
             found = self._fresh_or_usable(local.get("token"))
             if found:
                 return found
-            self._raise_if_blocked(local)
             state = self._load_state()
-            found = self._fresh_or_usable(state.get("token"))
-            if found:
-                self._share_locally()
-                return found
-            self._raise_if_blocked(state)
-            seen = self._last_blob
-            for _ in range(4):
-                with self._lease(wait=True, since=seen) as status:
-                    if status != "changed":
-                        # the store was read just before the lease was (``seen``): it is what we refresh from
-                        return self._grant_and_share(state)
-                # the holder finished: look at what it left (read by the lease wait: no second round trip)
-                state = self._observed_state()
-                seen = self._last_blob
+            for _ in range(5):
                 found = self._fresh_or_usable(state.get("token"))
                 if found:
                     self._share_locally()
                     return found
                 self._raise_if_blocked(state)
-            return self._grant_and_share(state)
+                self._raise_if_blocked(local)  # this machine's failure (its Variable write may have failed)
+                with self._lease(wait=True, since=self._last_blob) as status:
+                    if status != "changed":
+                        # the lease's own read matched ours (``since``): it is the state we refresh from
+                        return self._grant_and_share()
+                # the holder finished: look at what it left (read by the lease wait: no second round trip)
+                state = self._observed_state()
+            return self._grant_and_share()
 
     def _observed_state(self) -> dict[str, Any]:
         """The shared state a lease wait ended on ("changed"), without reading it again if the store kept it."""
@@ -553,42 +578,62 @@ class TokenManager:
         self._last_blob = blob
         return self._decode(blob)
 
-    def _fresh_or_usable(self, shared: object) -> AccessToken | None:
-        if isinstance(shared, AccessToken) and self._usable(shared, self.clock()):
+    def _fresh_or_usable(self, shared: object, *, fresh: bool = False) -> AccessToken | None:
+        now = self.clock()
+        if isinstance(shared, AccessToken) and (
+            not self._wants_refresh(shared, now) if fresh else self._usable(shared, now)
+        ):
             return self._shared_hit(shared)
         return None
 
     def _raise_if_blocked(self, state: dict[str, Any]) -> None:
+        """A grant failed, was throttled or refused, or a new token was rejected, a moment ago: fail the same
+        way without asking Zoho (asking again would extend a throttle or burn a grant)."""
         now = self.clock()
-        throttled_until = float(state.get("throttled_until") or 0)
-        if throttled_until > now:
-            raise self._throttled(throttled_until - now)
-        if _refusal_active(state, now):
-            # Another task already learnt Zoho refuses these credentials: fail the same way, ask nobody.
-            refused = state["refused"]
-            raise self._grant_error({"error": refused.get("code")}, int(refused.get("status") or 200))
+        blocked: dict[str, Any] = state.get("blocked") or {}
+        if not _blocked(state, now):
+            return
+        left = float(blocked["until"]) - now
+        kind, message = blocked.get("kind"), str(blocked.get("message") or "")
+        if kind == "throttled":
+            raise self._throttled(left)
+        if kind == "refused":
+            raise self._grant_error({"error": blocked.get("code")}, int(blocked.get("status") or 200))
+        note = f" (recorded in the token store; no new token is asked for {left:.0f} s more)"
+        if kind == "rejected":
+            raise ZohoAuthError(_rejected(message) + note, status=401, code="INVALID_TOKEN")
+        raise ZohoTransportError(f"The last token request failed: {message}{note}")
 
-    def _grant_and_share(self, state: dict[str, Any]) -> AccessToken:
+    def _grant_and_share(self) -> AccessToken:
         try:
             token = self._grant()
-        except ZohoTokenThrottledError as exc:
-            self._save_state(None, self.clock() + exc.retry_after, state.get("refused"))
+        except ZohoCRMError as exc:
+            found = self._record_failure(exc)
+            if found:  # another process saved a working token meanwhile (no lease, or claims interleaved)
+                return self._shared_hit(found)
             raise
-        except (ZohoRefreshTokenError, ZohoInvalidClientError) as exc:
-            self._save_state(None, 0.0, self._refusal(exc))
-            raise
-        except GrantNotAnsweredError:
-            # Zoho may have minted a token for us that never arrived; another process may have one by now.
-            found = self._fresh_or_usable(self._load_state().get("token"))
-            if found:
-                return found
-            raise
-        self._save_state(token, 0.0)
+        self._save_state(token)
         self._remember(token)
         return token
 
-    def _refusal(self, exc: ZohoAuthError) -> dict[str, Any]:
-        return {"code": exc.code, "status": exc.status, "until": self.clock() + REFUSAL_MEMORY_SECONDS}
+    def _record_failure(self, exc: ZohoCRMError) -> AccessToken | None:
+        """Record a failed grant next to the token the store holds now (read again: another task may have saved
+        one); that token if it is usable. Nobody asks Zoho again before the back-off ends."""
+        now = self.clock()
+        state = self._load_state()
+        token = state.get("token") if isinstance(state.get("token"), AccessToken) else None
+        blocked: dict[str, Any]
+        if isinstance(exc, ZohoTokenThrottledError):
+            blocked = {"kind": "throttled", "until": now + exc.retry_after}
+        elif isinstance(exc, ZohoRefreshTokenError | ZohoInvalidClientError):
+            blocked = {"kind": "refused", "code": exc.code, "status": exc.status}
+            blocked["until"] = now + REFUSAL_MEMORY_SECONDS
+        else:
+            blocked = {"kind": "failed", "message": exc.message, "until": now + FAILED_GRANT_BACKOFF_SECONDS}
+        if _blocked(state, now) and float(state["blocked"]["until"]) > float(blocked["until"]):
+            blocked = state["blocked"]  # a longer block (a throttle) recorded meanwhile stays
+        self._save_state(token, blocked)
+        return token if token is not None and self._usable(token, now) else None
 
     @contextlib.contextmanager
     def _try_lock(self) -> Iterator[bool]:
@@ -600,18 +645,23 @@ class TokenManager:
         with cast(contextlib.AbstractContextManager[bool], try_lock(self.key)) as locked:
             yield locked
 
-    def _lease(
-        self, *, wait: bool, since: str | None = None
-    ) -> contextlib.AbstractContextManager[LeaseStatus]:
+    @contextlib.contextmanager
+    def _lease(self, *, wait: bool, since: str | None = None) -> Iterator[LeaseStatus]:
+        """The store's cross-machine lease, if it has one; a grant under it ends before the lease does."""
         lease = getattr(self.store, "lease", None)
         if lease is None:
-            held: LeaseStatus = "held"
-            return contextlib.nullcontext(held)
-        hold = self.grant_budget + 15.0  # the grant, then saving its result
-        return cast(
-            contextlib.AbstractContextManager[LeaseStatus],
-            lease(self.key, hold_seconds=hold, wait=wait, since=since),
-        )
+            yield "held"
+            return
+        hold = self.grant_budget + SAVE_SECONDS  # the grant, then saving its result
+        with lease(self.key, hold_seconds=hold, wait=wait, since=since) as status:
+            until = (
+                getattr(self.store, "lease_until", lambda key: None)(self.key) if status == "held" else None
+            )
+            self._deadline = float(until) - SAVE_SECONDS if until else None
+            try:
+                yield cast(LeaseStatus, status)
+            finally:
+                self._deadline = None
 
     def _share_locally(self) -> None:
         """Copy the shared state just read into this machine's cache, so this machine's other processes find it
@@ -667,27 +717,20 @@ class TokenManager:
                 scope=data.get("scope", ""),
                 issued_at=float(data.get("issued_at") or 0),
             )
-        return {
-            "token": token,
-            "throttled_until": data.get("throttled_until", 0),
-            "refused": data.get("refused"),
-        }
+        blocked = data.get("blocked")
+        if not blocked and data.get("throttled_until"):  # written by an older version
+            blocked = {"kind": "throttled", "until": float(data["throttled_until"])}
+        return {"token": token, "blocked": blocked if isinstance(blocked, dict) else None}
 
-    def _save_state(
-        self, token: AccessToken | None, throttled_until: float, refused: dict[str, Any] | None = None
-    ) -> None:
-        blob = self._encode(token, throttled_until, refused)
+    def _save_state(self, token: AccessToken | None, blocked: dict[str, Any] | None = None) -> None:
+        blob = self._encode(token, blocked)
         try:
             self.store.save(self.key, blob)
         except Exception as exc:
             log.warning("Could not share the Zoho token (%s); other tasks may refresh.", type(exc).__name__)
 
-    def _encode(
-        self, token: AccessToken | None, throttled_until: float, refused: dict[str, Any] | None = None
-    ) -> str:
-        data: dict[str, Any] = {"throttled_until": throttled_until}
-        if refused:
-            data["refused"] = refused
+    def _encode(self, token: AccessToken | None, blocked: dict[str, Any] | None = None) -> str:
+        data: dict[str, Any] = {"blocked": blocked} if blocked else {}
         if token:
             data.update(
                 access_token=token.value,
@@ -715,16 +758,31 @@ class TokenManager:
         Retried only when the request cannot have reached Zoho: the connection was never made (DNS, refused,
         TLS handshake, connect timeout), or Zoho answered 503 (it did not process the request). A read timeout,
         a reset after sending, or another 5xx may have minted a token, and each grant counts against Zoho's 10
-        per 10 minutes: those are not retried. No attempt starts that could end past ``grant_budget``, and there
-        is no wait after the last one.
+        per 10 minutes: those are not retried. The whole grant ends by its deadline (``grant_budget`` after the
+        lease was asked for, so the lease outlasts it), no attempt starts that could end past it, and there is no
+        wait after the last one.
         """
-        started = time.monotonic()
+        deadline, self._deadline = self._deadline or self.clock() + self.grant_budget, None
         failures: list[str] = []
         for attempt in range(GRANT_ATTEMPTS):
-            try:
-                response = self.session.post(
-                    url, timeout=self.timeout, auth=None, allow_redirects=False, **kwargs
+            if deadline <= self.clock():
+                raise ZohoTransportError(
+                    "The token request was not sent: its deadline passed before (the process was paused longer"
+                    " than the lease that protects the grant). Run the task again."
                 )
+            try:
+                response = self.run_within(
+                    deadline - self.clock(),
+                    lambda: self.session.post(
+                        url, timeout=self.timeout, auth=None, allow_redirects=False, **kwargs
+                    ),
+                )
+            except DeadlinePassed:
+                raise GrantNotAnsweredError(
+                    f"Zoho's accounts server {self.endpoints.accounts_url} did not answer within the grant's deadline"
+                    f" ({self.grant_budget:.0f} s). Not retried: Zoho may have issued a token for it, and each grant"
+                    " counts against its 10 per 10 minutes."
+                ) from None
             except requests.RequestException as exc:
                 kind, reached = _failure_kind(exc)
                 failures.append(kind)
@@ -759,7 +817,7 @@ class TokenManager:
                 break
             wait = grant_backoff(attempt)
             one_more = worst_case_grant_seconds(self.timeout, 1)
-            if time.monotonic() - started + wait + one_more > self.grant_budget:
+            if self.clock() + wait + one_more > deadline:
                 break
             self.sleep(wait)
         raise ZohoTransportError(
@@ -834,9 +892,17 @@ class TokenManager:
         )
 
 
-def _refusal_active(state: dict[str, Any], now: float) -> bool:
-    refused = state.get("refused") or {}
-    return bool(refused) and float(refused.get("until") or 0) > now
+def _blocked(state: dict[str, Any], now: float) -> bool:
+    blocked = state.get("blocked") or {}
+    return float(blocked.get("until") or 0) > now
+
+
+def _rejected(message: str) -> str:
+    return (
+        f"Zoho's API rejected an access token it had just issued ({message or 'INVALID_TOKEN'}). A new token"
+        " would be rejected too: check that the connection's data center and api_domain match the org (a token"
+        " from accounts.zoho.com is invalid on zohoapis.eu)."
+    )
 
 
 def _host(url: str) -> str:

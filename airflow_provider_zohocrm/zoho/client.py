@@ -106,6 +106,7 @@ _SCOPE_HINT = {
     "org": "ZohoCRM.org.READ",
     "emails": "ZohoCRM.modules.emails.READ and ZohoCRM.modules.{module}.READ",
     "views": "ZohoCRM.settings.custom_views.READ (or ZohoCRM.settings.ALL)",
+    "modules": "ZohoCRM.settings.modules.READ (or ZohoCRM.settings.ALL)",
 }
 
 
@@ -224,6 +225,7 @@ class ZohoCRMClient:
         module: str,
         data_errors_ok: bool | str,
     ) -> ZohoResponse:
+        first_401 = ""
         for auth_try in range(2):  # on INVALID_TOKEN: drop the token, refresh once, send again
             url = self.url(path)
             try:
@@ -248,11 +250,20 @@ class ZohoCRMClient:
             status = response.status_code
             if status < 300 or (400 <= status < 500 and status not in (401, 429)):
                 self._credits.add(call_credits(method, path, params=params, json=json))  # Zoho processed it
-            if status == 401 and code in ("INVALID_TOKEN", "AUTHENTICATION_FAILURE") and auth_try == 0:
+            if status == 401 and code in ("INVALID_TOKEN", "AUTHENTICATION_FAILURE"):
+                first_401 = first_401 or f"{code}: {message}"
                 used = token_from_request(response.request)
-                if used:
-                    self.tokens.invalidate(used)
-                continue
+                if used:  # dropped and replaced once; when the replacement is rejected too, that is recorded
+                    self.tokens.invalidate(used, first_401, final=auth_try == 1)
+                if auth_try == 0:
+                    continue
+                raise ZohoAuthError(
+                    f"Zoho rejected the access token on {method} {_redact_path(path)} ({first_401}). Check that"
+                    " the connection's data center and api_domain match the org (a token from accounts.zoho.com"
+                    " is invalid on zohoapis.eu).",
+                    status=401,
+                    code=code,
+                )
             return self._classify(
                 response,
                 body,
@@ -266,12 +277,7 @@ class ZohoCRMClient:
                 module,
                 data_errors_ok,
             )
-        raise ZohoAuthError(
-            "Zoho rejected a freshly issued access token. Check that the connection's data center matches the"
-            " org (a token from accounts.zoho.com is invalid on zohoapis.eu).",
-            status=401,
-            code="INVALID_TOKEN",
-        )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _classify(
         self,

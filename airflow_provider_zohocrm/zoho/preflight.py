@@ -349,6 +349,8 @@ def run_preflight(
         return report
     run.org()
     module, view, coql_query = request.module, request.view, request.coql_query
+    if not _module_step(run, module):
+        return report  # an unknown module: every later step would only echo Zoho's unnamed refusal
     first_ids = _source_steps(run, module, view, coql_query, request.count)
     source: Literal["trusted", "all"] | None = (
         "all" if request.all_records else "trusted" if (view or coql_query) else None
@@ -364,6 +366,39 @@ def run_preflight(
         "no needs_person_tag given",
     )
     return report
+
+
+def _module_step(run: _Preflight, module: str) -> bool:
+    """The module against the org's modules (``settings/modules``, one call), as the DAG's first Zoho task
+    checks it; False when the org has no such module (the ✗ names the close matches: "did you mean 'Leads'?").
+    A token without ``ZohoCRM.settings.modules.READ`` is not refused: the run skips the check too."""
+    from airflow_provider_zohocrm.zoho.modules import check_module, list_modules
+
+    scope_need = need.modules_read()
+    if run.scopes is not None and not granted_by(run.scopes, scope_need):
+        run.report.add(
+            "module",
+            "warn",
+            f"{module!r} not checked against the org's modules: no granted scope allows listing them (needs"
+            f" {scope_need.describe()}); a misspelled module then fails on Zoho's unnamed INVALID_QUERY",
+            _fix(scope_need),
+        )
+        return True
+
+    def call() -> str:
+        modules = list_modules(run.client)
+        found = check_module(modules, module)
+        return f"{found.api_name} ({found.label}) is one of the org's {len(modules)} modules"
+
+    check = run.judge_read("module", scope_need, False, call)
+    if check.status == "fail":
+        check = replace(
+            check,
+            fix="Use the module's API name (Zoho: Setup > Developer Hub > APIs and SDKs > API names); the later"
+            " steps are not run.",
+        )
+    run.report.record(check)
+    return check.status != "fail"
 
 
 def _source_steps(

@@ -95,6 +95,14 @@ def custom_views_read() -> ScopeNeed:
     )
 
 
+def modules_read() -> ScopeNeed:
+    return ScopeNeed(
+        "modules",
+        ("ZohoCRM.settings.modules.READ",),
+        "name an unknown module with its close matches before any other call",
+    )
+
+
 def coql_read() -> ScopeNeed:
     return ScopeNeed("COQL", ("ZohoCRM.coql.READ",), "run a coql_query source")
 
@@ -132,7 +140,7 @@ EXAMPLE_MODULES = ("Leads", "Contacts")
 def job_needs(modules: Iterable[str]) -> list[ScopeNeed]:
     """Every step of the example DAG and the preflight on these modules, with every source kind (view by name,
     COQL, whole module), ``verify="emails"`` and ``needs_person_tag``: the widest run the DAG can make."""
-    needs = [org_read(), custom_views_read(), coql_read(), emails_read()]
+    needs = [org_read(), modules_read(), custom_views_read(), coql_read(), emails_read()]
     for module in modules:
         needs += [module_read(module), unblock(module), add_tags(module)]
     return needs

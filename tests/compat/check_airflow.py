@@ -243,6 +243,30 @@ def check_dag_test(emulator: Emulator) -> None:
     print(f"     dag run success; {bulk} bulk unblock call(s), {sent} id(s) sent")
 
 
+def check_require_approval_refused(emulator: Emulator) -> None:
+    """Airflow 3.0 has no human-in-the-loop operators: ``require_approval`` fails the run in check_params, with a
+    clear message, before any call to Zoho (the emulator's request counts do not move)."""
+    before = emulator.stats()
+    exe = Path(sys.executable).with_name("airflow")
+    conf = {"cvid": BOUNCED_VIEW_ID, "require_approval": True}
+    proc = subprocess.run(
+        [str(exe), "dags", "test", DAG_ID, "-c", json.dumps(conf)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert "require_approval needs Airflow 3.1 or later" in output, output[-4000:]
+    runs = json_from_cli(airflow("dags", "list-runs", DAG_ID, "-o", "json").stdout)
+    assert "failed" in [r.get("state") for r in runs], f"no failed run: {runs}\n{output[-3000:]}"
+    after = emulator.stats()
+    assert after["requests"] == before["requests"], (
+        f"Zoho was called: {before['requests']} → {after['requests']}"
+    )
+    print("     require_approval refused in check_params; no Zoho call")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dag-file", type=Path, required=True)
@@ -271,6 +295,10 @@ def main() -> int:
             if not args.skip_dag_test:
                 checks.run(
                     f"`airflow dags test {DAG_ID}` against the emulator", lambda: check_dag_test(emulator)
+                )
+                checks.run(
+                    "require_approval refused on Airflow 3.0, before any Zoho call",
+                    lambda: check_require_approval_refused(emulator),
                 )
     finally:
         emulator.stop()

@@ -8,9 +8,11 @@ Variables (Airflow's Task Execution API is the real thing in tests/deployment/te
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import http.server
 import inspect
+import json
 import os
 import threading
 import time
@@ -22,7 +24,7 @@ import pytest
 import requests
 import urllib3.exceptions as u3
 
-from airflow_provider_zohocrm.hooks.token_store import AirflowVariableTokenStore
+from airflow_provider_zohocrm.hooks.token_store import VARIABLE_PREFIX, AirflowVariableTokenStore
 from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
 from airflow_provider_zohocrm.testing import Fault, ZohoCRMEmulator
 from airflow_provider_zohocrm.zoho import auth as zoho_auth
@@ -547,10 +549,77 @@ def test_cold_race_across_machines_grants_at_most_twice(
     assert len({value for value, _ in results}) == grants
 
 
-def test_lease_outlasts_the_worst_case_grant() -> None:
-    creds = OAuthCredentials("id", "secret", "refresh")
-    tm = TokenManager(creds, resolve_endpoints("eu"), requests.Session(), timeout=(10.0, 60.0))
+def test_lease_outlasts_the_worst_case_grant(emulator: ZohoCRMEmulator, tmp_path: Path) -> None:
+    """While the grant is in flight, the lease in the Variable still has at least the grant's whole deadline to
+    run (issue 20: the old test compared two computed numbers; a lease held 0 s passed it)."""
+    variables = FakeVariables()
+    tm = manager(emulator, MachineStore(tmp_path / "m", variables), timeout=(10.0, 60.0))
     assert tm.grant_budget == zoho_auth.worst_case_grant_seconds((10.0, 60.0)) == 3 * 70 + 0.5 + 1.0
+    left_at_post: list[float] = []
+    post = tm.session.post
+
+    def post_and_look(url: str, **kwargs: Any) -> requests.Response:
+        raw = variables.values[VARIABLE_PREFIX + tm.key]
+        left_at_post.append(float(json.loads(raw)["lease"]["until"]) - time.time())
+        return post(url, **kwargs)
+
+    tm.session.post = post_and_look  # type: ignore[method-assign]
+    tm.get_token()
+    assert len(left_at_post) == 1
+    assert left_at_post[0] >= tm.grant_budget, (
+        f"the lease ends {left_at_post[0]:.1f} s after the POST; the grant may take {tm.grant_budget:.1f} s"
+    )
+
+
+class Trickle(http.server.ThreadingHTTPServer):
+    """A token endpoint that answers one byte at a time: requests' read timeout (per recv) never fires."""
+
+    def __init__(self, seconds: float) -> None:
+        self.received = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                outer.received += 1
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = json.dumps({"access_token": "late", "expires_in": 3600}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                steps = max(1, int(seconds / 0.1))
+                for i in range(steps):  # the headers are out; the body arrives over ``seconds``
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(body[i * len(body) // steps : (i + 1) * len(body) // steps])
+                        self.wfile.flush()
+                    time.sleep(0.1)  # the server's pace, not the test's synchronisation
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_a_grant_is_bounded_by_its_deadline_not_by_requests_timeouts(
+    emulator: ZohoCRMEmulator, tmp_path: Path
+) -> None:
+    """issue 20 hole 5: a trickling answer keeps every recv under the read timeout; only the deadline stops it."""
+    server = Trickle(seconds=8.0)
+    try:
+        tm = manager(
+            emulator,
+            FileTokenStore(tmp_path / "t"),
+            accounts_url=f"http://127.0.0.1:{server.server_address[1]}",
+            timeout=(0.3, 0.5),
+        )
+        assert tm.grant_budget < 4.0
+        with pytest.raises(zoho_auth.GrantNotAnsweredError, match="deadline"):
+            tm.get_token()
+        assert server.received == 1, "not retried: Zoho may have minted a token"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_token_rejected_by_zoho_is_dropped_from_every_machines_copy(

@@ -15,6 +15,7 @@ from airflow_provider_zohocrm.zoho.scopes import (
     custom_views_read,
     emails_read,
     module_read,
+    modules_read,
     org_read,
     parse_scopes,
     token_scopes,
@@ -37,7 +38,7 @@ def test_the_page_gives_the_string_token_scopes_builds(page: str) -> None:
 
 def test_it_covers_every_step_for_each_module_with_every_documented_alternative() -> None:
     scopes = parse_scopes(token_scopes(["Leads", "Deals"]))
-    needs = [org_read(), custom_views_read(), coql_read(), emails_read()]
+    needs = [org_read(), modules_read(), custom_views_read(), coql_read(), emails_read()]
     needs += [n for m in ("Leads", "Deals") for n in (module_read(m), unblock(m), add_tags(m))]
     assert set(scopes) == {alt for need in needs for alt in need.alternatives}
     assert len(scopes) == len(set(scopes))
@@ -45,6 +46,7 @@ def test_it_covers_every_step_for_each_module_with_every_documented_alternative(
         "ZohoCRM.modules.emails.READ",
         "ZohoCRM.settings.custom_views.READ",
         "ZohoCRM.settings.tags.ALL",
+        "ZohoCRM.settings.modules.READ",
     ):
         assert named in scopes
     assert not [s for s in scopes if s.endswith(".ALL") and s != "ZohoCRM.settings.tags.ALL"], "no wildcard"
