@@ -304,6 +304,8 @@ def zoho_unblock_bounced_emails() -> None:
             if source.index in addresses:
                 entry["addresses"] = {rid: addresses[source.index][rid] for rid in ids}
             found.append(entry)
+        if found:  # the module list and view lookups: this task's calls besides the sources' reads
+            found[0]["credits_setup"] = hook.client.credits_spent - sum(credits.values())
         return coverage_and_pack(found, settings, params or {}, str(run_id), hook.client.server_time())
 
     @task

@@ -318,7 +318,8 @@ def finish_sources(
             f" (budget {info['plan']['budget']:,}{', reset this run' if info.get('reset') else ''}):"
             f" {summary.describe()}; credits spent on it this run: {credits:,}."
         )
-    total = sum(int(e.get("credits_spent") or 0) for e in found) + sum(task_credits.values())
+    total = sum(int(e.get("credits_spent") or 0) + int(e.get("credits_setup") or 0) for e in found)
+    total += sum(task_credits.values())
     lines.append(f"Credits spent by this run (client count): {total:,}.")
     return lines
 
