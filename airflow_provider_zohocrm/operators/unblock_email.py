@@ -91,9 +91,9 @@ class UnblockEmailOperator(BaseOperator):
         the task only when ``fail_on`` lists ``"tag_failed"``. Templated.
     :param addresses: ``{id: {field: address or None}}``, the records' addresses as the source read them with
         the ids (the example DAG passes them). With ``verify="emails"`` each field is judged by the mail sent to
-        its own address; without them the task reads them itself (one COQL call per 50 ids). Not templated: an
-        address is the CRM's data, and data is never rendered as a template (pass an XComArg or
-        ``expand_kwargs``, as the example DAG does).
+        its own address; without them the task reads them itself (one COQL call per 50 ids). A template string
+        (e.g. an ``xcom_pull``, as the example DAG's mapped tasks use) is rendered; addresses given as data never
+        are: they are the CRM's text, and a ``{{ … }}`` in one must not be evaluated.
     :param check_domain: with ``verify="emails"``, look up in DNS the domain of a soft bounce whose category
         says the domain or host failed; a domain with no mail host is ``deferred`` (opt-in). Templated.
     :param dns_options: ``check_domain``'s resolver: ``{"nameservers": [...], "port": 53, "timeout": 5}``
@@ -171,7 +171,10 @@ class UnblockEmailOperator(BaseOperator):
         self.min_hours_since_bounce = min_hours_since_bounce
         self.max_email_checks = max_email_checks
         self.needs_person_tag = needs_person_tag
-        self.addresses = addresses
+        # Only a template string is rendered: addresses given as data are the CRM's text, and one holding
+        # "{{ … }}" must never be evaluated (it could print a connection's secret into the report).
+        self.addresses = addresses if isinstance(addresses, str) else None
+        self._address_data = None if isinstance(addresses, str) else addresses
         self.check_domain = check_domain
         self.dns_options = dns_options
         self.fail_on = list(fail_on)
@@ -205,7 +208,7 @@ class UnblockEmailOperator(BaseOperator):
             min_hours_since_bounce=self.min_hours_since_bounce,
             max_email_checks=self.max_email_checks,
             needs_person_tag=self.needs_person_tag,
-            addresses=self.addresses,
+            addresses=self._address_data if self._address_data is not None else self.addresses,
             check_domain=self.check_domain,
             dns_options=self.dns_options,
             strict=False,
