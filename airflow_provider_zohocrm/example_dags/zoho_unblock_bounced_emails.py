@@ -36,6 +36,7 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 
 from airflow_provider_zohocrm.operators.unblock_email import UnblockEmailOperator
+from airflow_provider_zohocrm.zoho.id_packing import unpack_ids
 from airflow_provider_zohocrm.zoho.params import VERIFY_MODES
 
 DAG_ID = "zoho_unblock_bounced_emails"
@@ -165,6 +166,12 @@ def _max_groups() -> int:
         ),
         "batch_size": Param(500, type="integer", minimum=1, maximum=500, description="Ids per Zoho call"),
         "dry_run": Param(False, type="boolean", description="Report what would be sent; send nothing"),
+        "reset_coverage": Param(
+            False,
+            type="boolean",
+            description="Start the rolling coverage of every source with max_email_checks over (a new cycle"
+            " from the lowest id, nothing deferred); see docs/large-orgs.md",
+        ),
         "require_approval": Param(
             False,
             type="boolean",
@@ -172,6 +179,8 @@ def _max_groups() -> int:
             " a person approves it in the UI; a rejection ends the run with the plan as its report (Airflow 3.1+)",
         ),
     },
+    # the mapped tasks read their own ids from make_groups' XCom (packed small: zoho/id_packing.py)
+    user_defined_filters={"zoho_ids": unpack_ids},
     doc_md=__doc__,
 )
 def zoho_unblock_bounced_emails() -> None:
@@ -220,9 +229,12 @@ def zoho_unblock_bounced_emails() -> None:
         return {**settings.to_dict(), "require_approval": require_approval}
 
     @task
-    def find_candidates(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    def find_candidates(
+        settings: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Resolve every view name first (an unknown name fails before anything else), then read each source's
-        ids; a record two sources of one module both list is kept once."""
+        ids; a record two sources of one module both list is kept once. A source with ``max_email_checks``
+        keeps only this run's slice of its rolling coverage (``hooks/coverage_run.py``). Ids leave packed."""
         from airflow.providers.common.compat.sdk import AirflowFailException
 
         from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
@@ -258,7 +270,9 @@ def zoho_unblock_bounced_emails() -> None:
                 cvids[source.index] = str(source.cvid)
         read: list[tuple[Source, list[str]]] = []
         addresses: dict[int, dict[str, dict[str, str | None]]] = {}
+        credits: dict[int, int] = {}
         for source in sources:
+            before = hook.client.credits_spent
             if source.index in cvids:
                 rows = list(
                     hook.iter_records(source.module, cvid=cvids[source.index], fields=source.read_fields())
@@ -266,6 +280,7 @@ def zoho_unblock_bounced_emails() -> None:
             else:
                 rows = list(hook.iter_coql(source.read_query()))  # the hook yields each record once
             read.append((source, [str(row["id"]) for row in rows]))
+            credits[source.index] = hook.client.credits_spent - before
             if (
                 source.reads_addresses
             ):  # verify=emails: each field judged by its own address, read with the ids
@@ -284,16 +299,25 @@ def zoho_unblock_bounced_emails() -> None:
                 "module": source.module,
                 "ids": ids,
                 "repeated": again,
+                "credits_spent": credits[source.index],
             }
             if source.index in addresses:
                 entry["addresses"] = {rid: addresses[source.index][rid] for rid in ids}
             found.append(entry)
-        return found
+        if found:  # the module list and view lookups: this task's calls besides the sources' reads
+            found[0]["credits_setup"] = hook.client.credits_spent - sum(credits.values())
+        return coverage_and_pack(found, settings, params or {}, str(run_id), hook.client.server_time())
 
     @task
-    def make_groups(found: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
-        """Whole batches of every source over at most min(max_map_length, MAX_PARALLEL) tasks in total."""
+    def make_groups(
+        found: list[dict[str, Any]], settings: dict[str, Any], ti: Any = None
+    ) -> list[dict[str, Any]]:
+        """Whole batches of every source over at most min(max_map_length, MAX_PARALLEL) tasks in total. Each
+        group's ids (packed) and addresses go to an XCom of their own (``group_<map index>``): the mapped tasks'
+        list stays small, and each task pulls only its own records."""
         from airflow_provider_zohocrm.zoho.sources import Source, plan_groups
+
+        found = [{**f, "ids": unpack_ids(f["ids"])} for f in found]
 
         sources = {s["index"]: Source.from_dict(s) for s in settings["sources"]}
         groups = plan_groups(
@@ -304,6 +328,7 @@ def zoho_unblock_bounced_emails() -> None:
             addresses=_addresses_by_module(found),
             dns_options=settings.get("dns_options"),
         )
+        park_groups(groups, found, ti)
         total = sum(len(f["ids"]) for f in found)
         modules = sorted({g["module"] for g in groups})
         print(
@@ -326,6 +351,7 @@ def zoho_unblock_bounced_emails() -> None:
         """The plan in words for the person who approves it: the approve_plan task's subject and body."""
         from airflow_provider_zohocrm.zoho.run_report import build_run_report, format_run_report
 
+        found = [{**f, "ids": unpack_ids(f["ids"])} for f in found]
         merged = build_run_report(found, _read_all(planned))
         text = format_run_report(merged, dry_run=True, tag=settings.get("needs_person_tag"))
         print(text)
@@ -345,7 +371,9 @@ def zoho_unblock_bounced_emails() -> None:
         found: list[dict[str, Any]],
         settings: dict[str, Any],
         planned: list[dict[str, Any]] | None = None,
+        groups: list[dict[str, Any]] | None = None,
         ti: Any = None,
+        run_id: str | None = None,
     ) -> dict[str, Any]:
         """A table per module and the grand total; the records a person must handle, with Zoho's bounce reason;
         every candidate of every source checked to have exactly one outcome. After a rejected approval: the plan
@@ -372,10 +400,15 @@ def zoho_unblock_bounced_emails() -> None:
             heading = f"Approved by {who} in approve_plan."
         if rejected:
             results, dry_run = plan, True
+        found = [{**f, "ids": unpack_ids(f["ids"])} for f in found]
         merged = build_run_report(found, results)
         text = format_run_report(merged, dry_run=dry_run, tag=settings.get("needs_person_tag"))
         if heading:
             text = f"{heading}\n{text}"
+        # rolling coverage: commit (over the records with an outcome only) and a line per source; the credits
+        text += "\n" + "\n".join(
+            coverage_lines(found, groups or [], [] if rejected else results, plan, str(run_id))
+        )
         print(text)
         problems = accounting_errors(merged)
         if problems:
@@ -417,6 +450,7 @@ def zoho_unblock_bounced_emails() -> None:
     plan = UnblockEmailOperator.partial(
         task_id="plan_emails",
         zohocrm_conn_id="{{ params.conn_id }}",
+        **GROUP_RECORDS,
         batch_size="{{ params.batch_size }}",
         dry_run=True,
         max_active_tis_per_dagrun=MAX_PARALLEL,
@@ -430,6 +464,7 @@ def zoho_unblock_bounced_emails() -> None:
     unblock = UnblockEmailOperator.partial(
         task_id="unblock_emails",
         zohocrm_conn_id="{{ params.conn_id }}",
+        **GROUP_RECORDS,
         batch_size="{{ params.batch_size }}",
         dry_run="{{ params.dry_run }}",
         max_active_tis_per_dagrun=MAX_PARALLEL,
@@ -441,10 +476,67 @@ def zoho_unblock_bounced_emails() -> None:
     ).expand_kwargs(groups)
     approve >> unblock
     results: Any = unblock.output
-    report(results, found, settings, planned)
+    report(results, found, settings, planned, groups)
 
 
 APPROVAL_TASK = "approve_plan"
+#: Each mapped task pulls its own group's records from make_groups (``park_groups``): the ids, packed, and the
+#: addresses the source read with them. plan_emails maps over the same list, so the map indexes match.
+GROUP_RECORDS: dict[str, Any] = {
+    "record_ids": "{{ ti.xcom_pull(task_ids='make_groups', key='group_' ~ ti.map_index)['ids'] | zoho_ids }}",
+    "addresses": "{{ ti.xcom_pull(task_ids='make_groups', key='group_' ~ ti.map_index)['addresses'] }}",
+}
+
+
+def coverage_and_pack(
+    found: list[dict[str, Any]], settings: dict[str, Any], params: dict[str, Any], run_id: str, now: float
+) -> list[dict[str, Any]]:
+    """Rolling coverage for the sources with max_email_checks (claim, plan; ``reset_coverage`` first), then every
+    source's ids packed (a million ids: a few MB instead of 23)."""
+    from airflow_provider_zohocrm.hooks.coverage_run import plan_sources
+    from airflow_provider_zohocrm.zoho.id_packing import pack_ids
+
+    sources = {int(s["index"]): s for s in settings["sources"]}
+    planned = plan_sources(
+        found, sources, DAG_ID, run_id, now, reset_first=bool(params.get("reset_coverage"))
+    )
+    out = []
+    for entry in planned:
+        if entry.get("coverage") and entry.get("addresses"):  # only this run's records' addresses go on
+            entry = {**entry, "addresses": {rid: entry["addresses"][rid] for rid in entry["ids"]}}
+        out.append({**entry, "ids": pack_ids(entry["ids"])})
+    return out
+
+
+def park_groups(groups: list[dict[str, Any]], found: list[dict[str, Any]], ti: Any) -> None:
+    """Move each group's ids (packed) and addresses to the XCom ``group_<i>``, so the list the mapped tasks
+    resolve holds no ids; a group of a coverage source gets the reference its checkpoint needs."""
+    from airflow_provider_zohocrm.hooks.coverage_run import group_reference
+    from airflow_provider_zohocrm.zoho.id_packing import pack_ids
+
+    # a coverage source holds at most its budget of ids this run, and a record is in one source of its module
+    owner = {rid: f["coverage"] for f in found if f.get("coverage") for rid in f["ids"]}
+    for i, group in enumerate(groups):
+        ids = group.pop("record_ids")
+        ti.xcom_push(
+            key=f"group_{i}", value={"ids": pack_ids(ids), "addresses": group.pop("addresses", None)}
+        )
+        info = owner.get(ids[0]) if ids else None
+        group["coverage"] = group_reference(info) if info else None
+
+
+def coverage_lines(
+    found: list[dict[str, Any]],
+    groups: list[dict[str, Any]],
+    results: list[Any],
+    planned: list[Any],
+    run_id: str,
+) -> list[str]:
+    """Commit each coverage source (its cursor moves over the records that reached an outcome) and say where it
+    stands; then the credits the run spent."""
+    from airflow_provider_zohocrm.hooks.coverage_run import finish_sources
+
+    return finish_sources(found, groups, results, run_id, planned=planned)
 
 
 def _read_all(results: Any) -> list[dict[str, Any]]:

@@ -91,13 +91,16 @@ class UnblockEmailOperator(BaseOperator):
         the task only when ``fail_on`` lists ``"tag_failed"``. Templated.
     :param addresses: ``{id: {field: address or None}}``, the records' addresses as the source read them with
         the ids (the example DAG passes them). With ``verify="emails"`` each field is judged by the mail sent to
-        its own address; without them the task reads them itself (one COQL call per 50 ids). Not templated: an
-        address is the CRM's data, and data is never rendered as a template (pass an XComArg or
-        ``expand_kwargs``, as the example DAG does).
+        its own address; without them the task reads them itself (one COQL call per 50 ids). A template string
+        (e.g. an ``xcom_pull``, as the example DAG's mapped tasks use) is rendered; addresses given as data never
+        are: they are the CRM's text, and a ``{{ … }}`` in one must not be evaluated.
     :param check_domain: with ``verify="emails"``, look up in DNS the domain of a soft bounce whose category
         says the domain or host failed; a domain with no mail host is ``deferred`` (opt-in). Templated.
     :param dns_options: ``check_domain``'s resolver: ``{"nameservers": [...], "port": 53, "timeout": 5}``
         (default: the system's resolver). Templated.
+    :param coverage: set by the example DAG for a source under rolling coverage (``hooks/coverage_run.py``): the
+        job keeps its decisions and verdicts in a checkpoint Variable, so a retry does not read again what an
+        earlier try read, and the run's report moves the source's cursor over them.
     :param fail_on: outcomes (or ``"tag_failed"``) that fail the task after all batches ran (default:
         ``error``). Ids unblocked on an earlier try come back ``already_unblocked``, so a retry is safe.
     """
@@ -116,6 +119,7 @@ class UnblockEmailOperator(BaseOperator):
         "needs_person_tag",
         "check_domain",
         "dns_options",
+        "addresses",
     )
     template_fields_renderers = {
         "record_ids": "json",
@@ -144,6 +148,7 @@ class UnblockEmailOperator(BaseOperator):
         check_domain: bool | str = False,
         dns_options: Mapping[str, Any] | str | None = None,
         fail_on: Sequence[str] = (Outcome.ERROR.value,),
+        coverage: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -166,10 +171,14 @@ class UnblockEmailOperator(BaseOperator):
         self.min_hours_since_bounce = min_hours_since_bounce
         self.max_email_checks = max_email_checks
         self.needs_person_tag = needs_person_tag
-        self.addresses = addresses
+        # Only a template string is rendered: addresses given as data are the CRM's text, and one holding
+        # "{{ … }}" must never be evaluated (it could print a connection's secret into the report).
+        self.addresses = addresses if isinstance(addresses, str) else None
+        self._address_data = None if isinstance(addresses, str) else addresses
         self.check_domain = check_domain
         self.dns_options = dns_options
         self.fail_on = list(fail_on)
+        self.coverage = coverage
 
     @cached_property
     def hook(self) -> ZohoCRMHook:
@@ -199,7 +208,7 @@ class UnblockEmailOperator(BaseOperator):
             min_hours_since_bounce=self.min_hours_since_bounce,
             max_email_checks=self.max_email_checks,
             needs_person_tag=self.needs_person_tag,
-            addresses=self.addresses,
+            addresses=self._address_data if self._address_data is not None else self.addresses,
             check_domain=self.check_domain,
             dns_options=self.dns_options,
             strict=False,
@@ -223,16 +232,31 @@ class UnblockEmailOperator(BaseOperator):
             if not plan.reads:  # nothing to read: no connection, no call
                 return self._plan_report(run_unblock(None, plan, self.max_parallel_calls, log=self.log))
         self._push_link(context, request.module)
+        checkpoint = None
+        if self.coverage:  # rolling coverage (the example DAG): the run's "now", and a checkpoint for retries
+            from dataclasses import replace
+
+            from airflow_provider_zohocrm.hooks.coverage_run import task_checkpoint
+
+            plan = replace(plan, now=float(self.coverage["now"]))
+            if not plan.dry_run:  # a dry run reads but moves no cursor
+                checkpoint = task_checkpoint(
+                    self.coverage, str(context["run_id"]), int(context["ti"].map_index or 0)
+                )
         try:
-            report = run_unblock(self.hook.client, plan, self.max_parallel_calls, log=self.log)
+            report = run_unblock(
+                self.hook.client, plan, self.max_parallel_calls, log=self.log, checkpoint=checkpoint
+            )
         except UnblockJobFailed as failed:
             self._push_report(context, failed.report)
             if failed.final:  # no retry of the task can fix it: fail at once instead of burning retries
                 raise AirflowFailException(failed.explain()) from None
             raise AirflowException(failed.explain()) from None
+        # what this task's calls cost (the client's own count), for the run report's credits line
+        spent = {"credits_spent": self.hook.client.credits_spent}
         if plan.dry_run:
-            return self._plan_report(report)
-        return self._finish(context, report)
+            return {**self._plan_report(report), **spent}
+        return {**self._finish(context, report), **spent}
 
     def _plan_report(self, report: UnblockReport) -> dict[str, Any]:
         """A dry run's report is the plan: the outcomes reached by reading alone, and the calls it would make."""

@@ -409,6 +409,16 @@ class EmailsService(OrgState):
         super().__init__(config)
         #: Histories, cursors and the list order (``email_store.order = "oldest_first"`` flips it).
         self.email_store = EmailStore(anchor=self.now())
+        #: Emails lists read per (module, record id): first pages served, for tests of who read what.
+        self._email_list_reads: dict[tuple[str, str], int] = {}
+
+    def email_list_reads(self, *, clear: bool = False) -> dict[tuple[str, str], int]:
+        """How often each record's Emails list was read (its first page served) since the last ``clear``."""
+        with self._lock:
+            out = dict(self._email_list_reads)
+            if clear:
+                self._email_list_reads.clear()
+            return out
 
     def add_email(
         self,
@@ -508,6 +518,9 @@ class EmailsService(OrgState):
         if paged is None:
             raise ZohoError(400, error("INVALID_DATA", "invalid data", {"param_name": "index"}))
         rows, info = paged
+        if not query.get("index"):
+            key = (mod.name, rid)
+            self._email_list_reads[key] = self._email_list_reads.get(key, 0) + 1
         if not rows:
             return Reply(204)
         name = rec.fields.get("Full_Name") or rec.fields.get("Last_Name")

@@ -57,6 +57,10 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.sockets_lock:
                 self.server.open_sockets.discard(self.connection)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header on the emulated clock (``backend.advance`` moves it), as Zoho's own clock."""
+        return super().date_time_string(self.server.backend.now() if timestamp is None else timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Silent unless verbose: test output should show the client's logs, not ours."""
         if self.server.verbose:

@@ -5,8 +5,10 @@ Free of Airflow so it can be tested and reused alone; the hook builds it from a 
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -138,6 +140,8 @@ class ZohoCRMClient:
         #: daily credits are used).
         self.last_credits_remaining: int | None = None
         self._credits = CreditCounter()
+        #: Zoho's clock minus ours, from the ``Date`` header of the latest answer (None before any answer).
+        self.server_clock_offset: float | None = None
         #: a digest of the access token Zoho's API last accepted (never the token: this object gets printed)
         self._accepted = b""
 
@@ -147,8 +151,25 @@ class ZohoCRMClient:
         Zoho books: see there). Thread-safe."""
         return self._credits.spent
 
+    def server_time(self) -> float:
+        """Now on Zoho's clock (epoch seconds): the local clock corrected by the ``Date`` header of the latest
+        answer. Bounce times come from Zoho's clock, so their age is measured on it (a worker's clock may be
+        off; the emulator's clock can be advanced). Before any answer: the local clock. Resolution 1 s."""
+        return time.time() + (self.server_clock_offset or 0.0)
+
     def __repr__(self) -> str:
         return f"ZohoCRMClient(api_version={self.api_version!r}, tokens={self.tokens!r})"
+
+    def _note_server_clock(self, date: str | None) -> None:
+        if not date:
+            return
+        try:
+            at = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return
+        offset = at - time.time()
+        # the header has 1 s resolution: a difference within 2 s is our own clock, not skew
+        self.server_clock_offset = offset if abs(offset) > 2.0 else 0.0
 
     # -- transport ------------------------------------------------------------------------------------------
 
@@ -300,6 +321,7 @@ class ZohoCRMClient:
                     details=details,
                 )
             )
+        self._note_server_clock(response.headers.get("Date"))
         credits = response.headers.get(
             "X-API-CREDITS-REMAINING", ""
         )  # sent once half the day's credits are used

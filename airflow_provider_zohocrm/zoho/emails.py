@@ -229,18 +229,26 @@ def _emails_path(module: str, record_id: str) -> str:
 
 
 def iter_email_pages(
-    client: ZohoCRMClient, module: str, record_id: str, *, budget: CallBudget | None = None
+    client: ZohoCRMClient,
+    module: str,
+    record_id: str,
+    *,
+    budget: CallBudget | None = None,
+    email_type: str | None = None,
 ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
     """Yield ``(emails, info)`` per page, following ``info.next_index`` while ``more_records``; nothing for a
-    204. Stops (without calling) when ``budget`` is spent: the caller sees the pages it got."""
+    204. ``email_type`` is Zoho's ``type`` filter (``sent_from_crm``: only mail the CRM sent). Stops (without
+    calling) when ``budget`` is spent: the caller sees the pages it got."""
     path = _emails_path(module, record_id)
     index: str | None = None
     seen: set[str] = set()
     while True:
         if budget is not None and not budget.take():
             raise _BudgetSpent
-        params = {"index": index} if index else None
-        response = client.request("GET", path, params=params, purpose="emails", module=module)
+        params = {"type": email_type} if email_type else {}
+        if index:
+            params["index"] = index
+        response = client.request("GET", path, params=params or None, purpose="emails", module=module)
         if response.status == 204 or response.body is None:
             return
         body = response.body
@@ -444,7 +452,9 @@ def check_addresses(
     settled: set[str] = set()  # addresses whose latest mail is known (newest-first pages only)
     newest_first = True
     try:
-        for emails in _pages(client, module, record_id, budget, email_type):
+        for emails, _info in iter_email_pages(
+            client, module, record_id, budget=budget, email_type=email_type
+        ):
             calls += 1
             collected.extend(emails)
             if runs_oldest_first(emails):
@@ -489,43 +499,3 @@ def check_addresses(
 
 def _budget_deferred(calls: int) -> BounceCheck:
     return BounceCheck(Verdict.DEFERRED, calls=calls, note=BUDGET_REASON)
-
-
-def _pages(
-    client: ZohoCRMClient,
-    module: str,
-    record_id: str,
-    budget: CallBudget | None,
-    email_type: str | None,
-) -> Iterator[list[dict[str, Any]]]:
-    """The Emails pages of a record, with Zoho's ``type`` filter when given."""
-    path = _emails_path(module, record_id)
-    index: str | None = None
-    seen: set[str] = set()
-    while True:
-        if budget is not None and not budget.take():
-            raise _BudgetSpent
-        params: dict[str, str] = {}
-        if email_type:
-            params["type"] = email_type
-        if index:
-            params["index"] = index
-        response = client.request("GET", path, params=params or None, purpose="emails", module=module)
-        if response.status == 204 or response.body is None:
-            return
-        body = response.body
-        if not isinstance(body, dict) or not isinstance(body.get("Emails"), list):
-            raise ZohoResponseError(
-                f"Zoho's answer to GET {module}/…/Emails has no 'Emails' list", status=response.status
-            )
-        info = body.get("info") if isinstance(body.get("info"), dict) else {}
-        assert isinstance(info, dict)
-        yield [e for e in body["Emails"] if isinstance(e, dict)]
-        next_index = info.get("next_index")
-        if not info.get("more_records") or not next_index:
-            return
-        next_index = str(next_index)
-        if next_index in seen or next_index == index:
-            raise ZohoResponseError(f"Zoho's Emails paging repeats index {next_index[:16]}…")
-        seen.add(next_index)
-        index = next_index

@@ -26,13 +26,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow_provider_zohocrm.zoho.addresses import addresses_by_id
 from airflow_provider_zohocrm.zoho.emails import (
+    BUDGET_REASON,
     BounceCheck,
     CallBudget,
     Verdict,
@@ -111,6 +112,9 @@ class UnblockPlan:
     #: verify="emails": look up the domain of a domain/host-failure soft bounce before sending it (opt-in).
     check_domain: bool = False
     dns_options: Mapping[str, Any] | None = None
+    #: "Now" for the bounce-age policy, epoch seconds on Zoho's clock (rolling coverage passes the run's planning
+    #: time, so every task of a run judges ages alike); None: the client's ``server_time()`` when checking.
+    now: float | None = None
 
     @classmethod
     def build(
@@ -424,7 +428,7 @@ def check_emails(
     request = plan.request
     fields = tuple(request.unblock_fields)
     budget = CallBudget(plan.max_email_checks)
-    now = datetime.now(UTC)
+    now = datetime.fromtimestamp(plan.now if plan.now is not None else client.server_time(), UTC)
     given = plan.addresses or {}
     addresses = {rid: dict(given[rid]) for rid in request.record_ids if rid in given}
     missing = [rid for rid in request.record_ids if rid not in addresses]
@@ -698,6 +702,63 @@ def tag_needs_person(
     log.info("Tagged %d of %d needs-person record(s) with %r.", len(report.tagged), len(ids), tag)
 
 
+# -- retries: the checkpoint seam --------------------------------------------------------------------------------
+
+
+class Checkpoint(Protocol):
+    """Where a task keeps what its tries learnt (rolling coverage: an Airflow Variable per mapped task). A retried
+    try reads the Emails list only of records without a saved decision, and sends the saved ``send`` decisions
+    again (a record unblocked by the earlier try answers ``already_unblocked``)."""
+
+    def load(self) -> Mapping[str, Decision]: ...
+
+    def save(self, decisions: Mapping[str, Decision], report: UnblockReport) -> None: ...
+
+
+def _budget_only(decision: Decision) -> bool:
+    """Deferred only because the Emails budget ran out: its list was not read."""
+    if decision.send:
+        return False
+    parts = list(decision.settled.values()) or [
+        FieldDecision(decision.outcome or Outcome.ERROR, None, decision.reason)
+    ]
+    return all(p.outcome == Outcome.DEFERRED and p.reason == BUDGET_REASON for p in parts)
+
+
+def _read_decisions(decisions: Mapping[str, Decision]) -> dict[str, Decision]:
+    """The decisions that took an Emails read (a record deferred because the budget ran out was not read)."""
+    return {rid: d for rid, d in decisions.items() if not _budget_only(d)}
+
+
+def _verify(
+    client: ZohoCRMClient | None,
+    plan: UnblockPlan,
+    pool: CallPool,
+    report: UnblockReport,
+    log: Logger,
+    known: Mapping[str, Decision],
+) -> list[Decision]:
+    """The verify step, reusing ``known`` decisions (an earlier try's): only the other records are read, within
+    what is left of the Emails budget."""
+    request = plan.request
+    if not known:
+        return VERIFIERS[plan.verify](client, plan, pool, report, log)  # type: ignore[arg-type]
+    todo = [rid for rid in request.record_ids if rid not in known]
+    log.info("Reusing %d decision(s) of an earlier try; %d record(s) left to verify.", len(known), len(todo))
+    left = None if plan.max_email_checks is None else max(plan.max_email_checks - len(known), 0)
+    sub = replace(plan, request=replace(request, record_ids=todo), max_email_checks=left)
+    try:
+        fresh = (
+            {d.record_id: d for d in VERIFIERS[plan.verify](client, sub, pool, report, log)}  # type: ignore[arg-type]
+            if todo
+            else {}
+        )
+    except VerifyFailed as stop:
+        stop.decided = {**known, **stop.decided}
+        raise
+    return [known[rid] if rid in known else fresh[rid] for rid in request.record_ids]
+
+
 # -- the job -----------------------------------------------------------------------------------------------------
 
 
@@ -733,6 +794,7 @@ def run_unblock(
     max_parallel: int = 1,
     *,
     log: Logger | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> UnblockReport:
     """Verify, unblock and tag ``plan``'s records; the report accounts for every id (and, with more than one
     field, every (record, field) pair in ``fields``).
@@ -742,7 +804,9 @@ def run_unblock(
     ``would_send``; every other record has the outcome the live run gives it (no call decides those). With
     ``verify="none"``/``"sweep"`` a dry run makes no call at all (``client`` may be None).
     A failed Zoho call raises :class:`UnblockJobFailed` with the report: ids decided before it keep their
-    outcome, the others are ``pending`` with the reason (a retry is safe)."""
+    outcome, the others are ``pending`` with the reason (a retry is safe).
+    ``checkpoint`` (not with a dry run): decisions of an earlier try are reused (no second Emails read); this
+    try's decisions are saved after the verify step, and with the report's outcomes at the end, failed or not."""
     log = log or _log
     pool = CallPool(max_parallel)
     report = plan.new_report()
@@ -753,8 +817,16 @@ def run_unblock(
         raise ValueError("verify='emails' reads from Zoho: a client is needed, even for a dry run")
     ledger = _Ledger(request.record_ids, request.unblock_fields)
     fields = ledger.fields
+    if plan.dry_run:
+        checkpoint = None
+    wanted = set(request.record_ids)
+    known = (
+        {rid: d for rid, d in _read_decisions(checkpoint.load()).items() if rid in wanted}
+        if checkpoint is not None
+        else {}
+    )
     try:
-        decisions = VERIFIERS[plan.verify](client, plan, pool, report, log)  # type: ignore[arg-type]
+        decisions = _verify(client, plan, pool, report, log, known)
     except VerifyFailed as stop:
         for rid in request.record_ids:
             decision = stop.decided.get(rid)
@@ -764,7 +836,12 @@ def run_unblock(
             _settle_decisions(ledger, [decision])
             ledger.pend([rid], decision.fields, CHECKED_NOT_SENT)
         ledger.fold(report, plan.per_field)
+        if checkpoint is not None:
+            checkpoint.save(_read_decisions(stop.decided), report)
         raise UnblockJobFailed(stop.error, report) from None
+    by_id = _read_decisions({d.record_id: d for d in decisions})
+    if checkpoint is not None:  # the reads, before any unblock call (no outcome yet: no coverage verdict)
+        checkpoint.save(by_id, plan.new_report())
     _settle_decisions(ledger, decisions)
     if plan.dry_run:
         for decision in decisions:
@@ -779,8 +856,12 @@ def run_unblock(
         _unblock(client, plan, pool, report, ledger, decisions, log)  # type: ignore[arg-type]
     except _CallFailed as stop:
         ledger.fold(report, plan.per_field)
+        if checkpoint is not None:
+            checkpoint.save(by_id, report)
         raise UnblockJobFailed(stop.error, report) from None
     ledger.fold(report, plan.per_field)
+    if checkpoint is not None:
+        checkpoint.save(by_id, report)
     if plan.needs_person_tag:
         tag_needs_person(
             client,  # type: ignore[arg-type]
@@ -796,6 +877,7 @@ def run_unblock(
 __all__ = [
     "VERIFIERS",
     "CallPool",
+    "Checkpoint",
     "Decision",
     "FieldDecision",
     "UnblockJobFailed",

@@ -339,3 +339,13 @@ def test_usual_dry_run_spellings_are_understood(
     assert result["dry_run"] is dry
     assert unblock_calls(conn_env) == (0 if dry else 1)
     assert sorted(result["ids"]["unblocked"]) == ([] if dry else sorted(ids))
+
+
+def test_addresses_given_as_data_are_never_rendered_as_a_template() -> None:
+    """An address is the CRM's data: one holding ``{{ … }}`` (braces are legal in an address) must stay as it
+    is, or a CRM user could make the task render a connection's secret. (A template string, the example DAG's
+    ``xcom_pull``, still renders: tests/airflow/test_dag_per_address.py.)"""
+    hostile = {"4876876000000100001": {"Email": "{{ 6 * 7 }}@example.com"}}
+    op = UnblockEmailOperator(task_id="t", module="Leads", record_ids=list(hostile), addresses=hostile)
+    op.render_template_fields({"params": {}})  # type: ignore[arg-type]
+    assert op._plan().addresses == hostile
