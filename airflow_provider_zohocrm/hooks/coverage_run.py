@@ -39,7 +39,7 @@ from airflow_provider_zohocrm.zoho.coverage import (
 )
 from airflow_provider_zohocrm.zoho.emails import BUDGET_REASON
 from airflow_provider_zohocrm.zoho.unblock import Outcome, UnblockReport
-from airflow_provider_zohocrm.zoho.unblock_job import Decision, FieldDecision
+from airflow_provider_zohocrm.zoho.unblock_job import Decision, FieldDecision, UnblockPlan
 
 #: The schedule's period, used for "deferred records due by the next run" (the example DAG runs @daily).
 NIGHT_SECONDS = 86_400.0
@@ -243,6 +243,15 @@ def task_checkpoint(
     return VariableCheckpoint(
         store, run_id, map_index, float(coverage["min_hours_since_bounce"]), float(coverage["now"])
     )
+
+
+def for_task(
+    coverage: Mapping[str, Any], plan: UnblockPlan, run_id: str, map_index: int
+) -> tuple[UnblockPlan, VariableCheckpoint | None]:
+    """A mapped task's plan on the run's clock, and its checkpoint for retries (none for a dry run: it reads
+    but moves no cursor)."""
+    plan = replace(plan, now=float(coverage["now"]))
+    return plan, None if plan.dry_run else task_checkpoint(coverage, run_id, map_index)
 
 
 # -- 3. commit and report ---------------------------------------------------------------------------------------

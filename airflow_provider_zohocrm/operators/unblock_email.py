@@ -33,8 +33,6 @@ from airflow_provider_zohocrm.zoho.unblock import (
     UnblockReport,
     UnblockRequest,
     deferred_line,
-    field_tables,
-    format_table,
     needs_person_lines,
 )
 from airflow_provider_zohocrm.zoho.unblock_job import UnblockJobFailed, UnblockPlan, run_unblock
@@ -234,15 +232,11 @@ class UnblockEmailOperator(BaseOperator):
         self._push_link(context, request.module)
         checkpoint = None
         if self.coverage:  # rolling coverage (the example DAG): the run's "now", and a checkpoint for retries
-            from dataclasses import replace
+            from airflow_provider_zohocrm.hooks.coverage_run import for_task
 
-            from airflow_provider_zohocrm.hooks.coverage_run import task_checkpoint
-
-            plan = replace(plan, now=float(self.coverage["now"]))
-            if not plan.dry_run:  # a dry run reads but moves no cursor
-                checkpoint = task_checkpoint(
-                    self.coverage, str(context["run_id"]), int(context["ti"].map_index or 0)
-                )
+            plan, checkpoint = for_task(
+                self.coverage, plan, str(context["run_id"]), int(context["ti"].map_index or 0)
+            )
         try:
             report = run_unblock(
                 self.hook.client, plan, self.max_parallel_calls, log=self.log, checkpoint=checkpoint
@@ -260,41 +254,11 @@ class UnblockEmailOperator(BaseOperator):
 
     def _plan_report(self, report: UnblockReport) -> dict[str, Any]:
         """A dry run's report is the plan: the outcomes reached by reading alone, and the calls it would make."""
-        would = sum(len(ids) for ids in report.would_send.values())
-        self.log.info(
-            "Dry run plan for %s (verify=%s), %d record(s); read with %d Emails call(s), %d address read(s),"
-            " %d DNS quer(ies); would make %d unblock call(s) for %d (record, field set) pair(s): %s;"
-            " nothing written:\n%s",
-            report.module,
-            report.verify,
-            report.total,
-            report.email_checks,
-            report.read_calls,
-            report.dns_queries,
-            report.planned_calls,
-            would,
-            ", ".join(f"{key} {len(ids)}" for key, ids in report.would_send.items()) or "none",
-            format_table(report.counts, report.total),
-        )
+        self.log.info("%s", report.plan_text())
         return report.to_dict()
 
     def _finish(self, context: Context, report: UnblockReport) -> dict[str, Any]:
-        self.log.info(
-            "Unblock Email on %s (verify=%s), %d record(s), %d unblock call(s), %d Emails call(s), %d tag"
-            " call(s):\n%s",
-            report.module,
-            report.verify,
-            report.total,
-            report.calls,
-            report.email_checks,
-            report.tag_calls,
-            format_table(report.counts, report.total),
-        )
-        if report.fields:
-            self.log.info(
-                "Per field (each record above counts once, under its most actionable field):\n%s",
-                field_tables(report.fields),
-            )
+        self.log.info("%s", report.summary_text())
         if self.hook.client.last_credits_remaining is not None:
             self.log.warning(
                 "Zoho reports %d API credits left in the org's 24-hour window (sent once half are used).",

@@ -316,6 +316,31 @@ class UnblockReport:
     def total(self) -> int:
         return sum(self.counts.values()) + len(self.pending)
 
+    def plan_text(self) -> str:
+        """A dry run's log: what reading cost, and the unblock calls a live run would make."""
+        would = sum(len(ids) for ids in self.would_send.values())
+        sends = ", ".join(f"{key} {len(ids)}" for key, ids in self.would_send.items()) or "none"
+        return (
+            f"Dry run plan for {self.module} (verify={self.verify}), {self.total} record(s); read with"
+            f" {self.email_checks} Emails call(s), {self.read_calls} address read(s), {self.dns_queries} DNS"
+            f" quer(ies); would make {self.planned_calls} unblock call(s) for {would} (record, field set)"
+            f" pair(s): {sends}; nothing written:\n{format_table(self.counts, self.total)}"
+        )
+
+    def summary_text(self) -> str:
+        """A live run's log: calls made and a table of outcomes (per field too, with two fields)."""
+        text = (
+            f"Unblock Email on {self.module} (verify={self.verify}), {self.total} record(s), {self.calls} unblock"
+            f" call(s), {self.email_checks} Emails call(s), {self.tag_calls} tag call(s):\n"
+            + format_table(self.counts, self.total)
+        )
+        if self.fields:
+            text += (
+                "\nPer field (each record above counts once, under its most actionable field):\n"
+                + field_tables(self.fields)
+            )
+        return text
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "module": self.module,
