@@ -269,6 +269,18 @@ def iter_email_pages(
         index = next_index
 
 
+def _refused(exc: ZohoRequestError, module: str, record_id: str, calls: int) -> BounceCheck:
+    """A record Zoho calls invalid, or whose emails this user may not see, is ``unknown``: the unblock call
+    reports it. Any other refusal is about the request, and propagates."""
+    per_record = (
+        exc.code == "INVALID_DATA" and "param_name" not in exc.details
+    ) or exc.code == "NO_PERMISSION"
+    if not per_record:
+        raise exc
+    log.warning("Emails of %s %s could not be read (%s); the unblock call decides.", module, record_id, exc)
+    return BounceCheck(Verdict.UNKNOWN, calls=calls + 1, note=f"Emails list refused: {exc}")
+
+
 class _BudgetSpent(Exception):
     """Internal: the task's email-check budget ran out before the next page."""
 
@@ -306,15 +318,7 @@ def check_bounce(
     except _BudgetSpent:
         return BounceCheck(Verdict.DEFERRED, calls=calls, note=BUDGET_REASON)
     except ZohoRequestError as exc:
-        per_record = (exc.code == "INVALID_DATA" and "param_name" not in exc.details) or exc.code in (
-            "NO_PERMISSION",
-        )
-        if not per_record:
-            raise
-        log.warning(
-            "Emails of %s %s could not be read (%s); the unblock call decides.", module, record_id, exc
-        )
-        return BounceCheck(Verdict.UNKNOWN, calls=calls + 1, note=f"Emails list refused: {exc}")
+        return _refused(exc, module, record_id, calls)
     check = classify_emails(collected, now=now, min_hours_since_bounce=min_hours_since_bounce, calls=calls)
     if check.verdict == Verdict.UNKNOWN:
         log.warning(
@@ -472,16 +476,7 @@ def check_addresses(
             for f, check in checks.items()
         }
     except ZohoRequestError as exc:
-        per_record = (exc.code == "INVALID_DATA" and "param_name" not in exc.details) or exc.code in (
-            "NO_PERMISSION",
-        )
-        if not per_record:
-            raise
-        log.warning(
-            "Emails of %s %s could not be read (%s); the unblock call decides.", module, record_id, exc
-        )
-        note = f"Emails list refused: {exc}"
-        return {f: BounceCheck(Verdict.UNKNOWN, calls=calls + 1, note=note) for f in addresses}
+        return dict.fromkeys(addresses, _refused(exc, module, record_id, calls))
     checks = classify_addresses(
         collected, addresses, now=now, min_hours_since_bounce=min_hours_since_bounce, calls=calls
     )

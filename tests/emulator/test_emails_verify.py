@@ -444,3 +444,24 @@ def test_emails_reads_stay_inside_the_tasks_concurrency_bound_and_budget(
     assert conn_env.backend.stats["rejected_429"] == 0
     assert conn_env.backend.stats["peak_concurrency"] <= 3
     assert requests(conn_env, "emails") == result["email_checks"] == 20  # the budget holds across threads
+
+
+def test_an_emails_list_zoho_refuses_for_the_record_is_unknown_so_the_unblock_call_decides(
+    conn_env: ZohoCRMEmulator, email_org: Seeded
+) -> None:
+    """Zoho answers an unknown record's Emails list with INVALID_DATA: that is about the record, not the request,
+    so the record is ``unknown`` in every field (one call counted), never a failed task."""
+    from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
+    from airflow_provider_zohocrm.zoho.emails import check_addresses, check_bounce
+
+    client = ZohoCRMHook().client
+    ghost = "4876876999999999991"
+    single = check_bounce(client, "Leads", ghost)
+    both = check_addresses(
+        client, "Leads", ghost, {"Email": "a@example.com", "Secondary_Email": "b@example.com"}
+    )
+    for check in (single, *both.values()):
+        assert check.verdict == Verdict.UNKNOWN and check.calls == 1
+        assert "Emails list refused" in str(check.note)
+    assert set(both) == {"Email", "Secondary_Email"}
+    assert requests(conn_env, "emails") == 2
