@@ -5,16 +5,14 @@ seed's truth (issue 19)."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from airflow_provider_zohocrm.testing import ZohoCRMEmulator
 from airflow_provider_zohocrm.testing.dns_server import SEED_ZONE, LocalDNSServer
 from airflow_provider_zohocrm.testing.seed import ADDRESS_CASES, ADDRESS_MIN_HOURS, seed_address_cases
+from tests.airflow.test_dag_e2e import mapped_results
 from tests.conftest import assert_no_secrets, dag_run_state, emulator_conn_env, run_dag_test
 
 pytestmark = pytest.mark.airflow_run
@@ -22,19 +20,6 @@ pytestmark = pytest.mark.airflow_run
 DAG_ID = "zoho_unblock_bounced_emails"
 TAG = "Needs person"
 BOTH = ("Email", "Secondary_Email")
-
-
-def mapped_results(home: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(home / "airflow.db") as db:
-        run_id = db.execute(
-            "select run_id from dag_run where dag_id=? order by id desc limit 1", (DAG_ID,)
-        ).fetchone()[0]
-        rows = db.execute(
-            "select value from xcom where dag_id=? and run_id=? and task_id='unblock_emails'"
-            " and key='return_value'",
-            (DAG_ID, run_id),
-        ).fetchall()
-    return [json.loads(v) if isinstance(v, (str, bytes)) else v for (v,) in rows]
 
 
 def test_two_address_records_end_as_each_fields_own_history_says(
@@ -65,7 +50,7 @@ def test_two_address_records_end_as_each_fields_own_history_says(
     assert dag_run_state(output) == "success", output[-5000:]
 
     truth = {rid: ADDRESS_CASES[name].expected_with_check_domain() for name, rid in seeded.ids.items()}
-    results = mapped_results(airflow_home)
+    results = list(mapped_results(airflow_home).values())
     fields = {rid: slot for r in results for rid, slot in r["fields"].items()}
     assert fields == {rid: {f: t.outcome for f, t in want.items()} for rid, want in truth.items()}
     # the addresses came with the ids: one COQL read, no address read by the unblock tasks
