@@ -49,6 +49,10 @@ def _mask_secret(value: str) -> None:
         _airflow_mask_secret(value)
 
 
+#: The only connection type the hook uses.
+ZOHOCRM_CONN_TYPE = "zohocrm"
+
+
 @dataclass(frozen=True)
 class ZohoConnectionSettings:
     """Everything the hook reads from a connection, validated. Its repr shows no secret."""
@@ -64,6 +68,13 @@ class ZohoConnectionSettings:
 
     @classmethod
     def from_connection(cls, conn: Any) -> ZohoConnectionSettings:
+        # The org is the deployment's choice: only a connection an editor made for Zoho is used, so an ``http``
+        # connection that happens to hold a password and a refresh_token is never sent to an accounts server.
+        if conn.conn_type != ZOHOCRM_CONN_TYPE:
+            raise ZohoConfigError(
+                f"Connection {conn.conn_id!r} has type {conn.conn_type!r}, not {ZOHOCRM_CONN_TYPE!r}: the Zoho CRM"
+                " hook uses only zohocrm connections (nothing was sent)."
+            )
         extra = conn.extra_dejson or {}
         missing = [
             name
@@ -126,7 +137,7 @@ class ZohoCRMHook(HttpHook):
 
     conn_name_attr = "zohocrm_conn_id"
     default_conn_name = "zohocrm_default"
-    conn_type = "zohocrm"
+    conn_type = ZOHOCRM_CONN_TYPE
     hook_name = "Zoho CRM"
 
     def __init__(

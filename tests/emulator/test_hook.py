@@ -583,3 +583,21 @@ def test_unknown_not_allowed_wording_over_http_is_not_allowed_and_warned(
     assert sorted(report.ids["not_allowed"]) == sorted(refused)
     warned = [r.getMessage() for r in caplog.records if "does not recognise" in r.getMessage()]
     assert len(warned) == 1 and repr(UNKNOWN_WORDING) in warned[0] and f"{len(refused)} record" in warned[0]
+
+
+def test_a_connection_of_another_type_is_refused_by_name_before_any_call(
+    emulator: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, token_store: FileTokenStore
+) -> None:
+    """Issue 31 row 1: an ``http`` connection holding a password and a ``refresh_token`` extra was accepted and its
+    secrets POSTed to the accounts server. The hook refuses any type but ``zohocrm``, naming it, before any call,
+    whichever entry point asks (the client, test_connection, the preflight)."""
+    conn = {**emulator.connection("not_zoho"), "conn_type": "http"}
+    monkeypatch.setenv("AIRFLOW_CONN_NOT_ZOHO", json.dumps(conn))
+    with pytest.raises(ZohoConfigError, match=r"'not_zoho'.*type 'http'.*zohocrm"):
+        ZohoCRMHook("not_zoho", token_store=token_store).client  # noqa: B018 - building it is the check
+    ok, message = ZohoCRMHook("not_zoho", token_store=token_store).test_connection()
+    assert not ok and "'http'" in message, message
+    report = ZohoCRMHook("not_zoho", token_store=token_store).preflight()
+    assert not report.ok and "'http'" in report.summary(), report.summary()
+    assert emulator.backend.stats["token_requests"] == 0
+    assert sum(int(n) for n in emulator.backend.stats["requests"].values()) == 0
