@@ -1,8 +1,26 @@
-"""Apache Airflow provider for Zoho CRM."""
+"""Apache Airflow provider for Zoho CRM.
+
+The public API is :data:`__all__`: the hook, the operator, the unblock workflow (config, TaskGroup, DAG factory)
+and the emulator. Everything else is internal and may change in any release (docs/your-own-dag.md, "Stability").
+The names load on first use, so importing the package stays cheap (no Airflow import: the provider discovery
+reads :func:`get_provider_info` from here).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers and IDEs
+    from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
+    from airflow_provider_zohocrm.operators.unblock_email import UnblockEmailOperator
+    from airflow_provider_zohocrm.testing.server import ZohoCRMEmulator
+    from airflow_provider_zohocrm.workflows import (
+        UnblockJobConfig,
+        ZohoUnblockTaskGroup,
+        unblock_bounced_emails_dag,
+        unblocked_asset,
+    )
 
 #: The one source of the version: pyproject.toml reads it (``[tool.setuptools.dynamic]``, parsed statically, so
 #: keep it a plain string literal), the wheel's metadata and Airflow's provider info report it.
@@ -104,3 +122,41 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "extra-links": ["airflow_provider_zohocrm.operators.unblock_email.ZohoCRMModuleLink"],
     }
+
+
+#: Public name → the module that defines it (imported on first use by :func:`__getattr__`).
+_PUBLIC: dict[str, str] = {
+    "ZohoCRMHook": "airflow_provider_zohocrm.hooks.zohocrm",
+    "UnblockEmailOperator": "airflow_provider_zohocrm.operators.unblock_email",
+    "UnblockJobConfig": "airflow_provider_zohocrm.workflows.config",
+    "ZohoUnblockTaskGroup": "airflow_provider_zohocrm.workflows.group",
+    "unblock_bounced_emails_dag": "airflow_provider_zohocrm.workflows.group",
+    "unblocked_asset": "airflow_provider_zohocrm.workflows.group",
+    "ZohoCRMEmulator": "airflow_provider_zohocrm.testing.server",
+}
+
+__all__ = [
+    "UnblockEmailOperator",
+    "UnblockJobConfig",
+    "ZohoCRMEmulator",
+    "ZohoCRMHook",
+    "ZohoUnblockTaskGroup",
+    "__version__",
+    "get_provider_info",
+    "unblock_bounced_emails_dag",
+    "unblocked_asset",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name on first use (PEP 562)."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
