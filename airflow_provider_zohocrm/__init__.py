@@ -9,18 +9,8 @@ reads :func:`get_provider_info` from here).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # the lazy names below, for type checkers and IDEs
-    from airflow_provider_zohocrm.hooks.zohocrm import ZohoCRMHook
-    from airflow_provider_zohocrm.operators.unblock_email import UnblockEmailOperator
-    from airflow_provider_zohocrm.testing.server import ZohoCRMEmulator
-    from airflow_provider_zohocrm.workflows import (
-        UnblockJobConfig,
-        ZohoUnblockTaskGroup,
-        unblock_bounced_emails_dag,
-        unblocked_asset,
-    )
 
 #: The one source of the version: pyproject.toml reads it (``[tool.setuptools.dynamic]``, parsed statically, so
 #: keep it a plain string literal), the wheel's metadata and Airflow's provider info report it.

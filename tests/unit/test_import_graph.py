@@ -21,8 +21,9 @@ LAYERS = {
     f"{PACKAGE}.testing": 1,
     f"{PACKAGE}.hooks": 2,
     f"{PACKAGE}.operators": 3,
-    f"{PACKAGE}.example_dags": 4,
-    f"{PACKAGE}.__main__": 4,
+    f"{PACKAGE}.workflows": 4,  # the job as a config, a TaskGroup and a DAG factory, over the operator
+    f"{PACKAGE}.example_dags": 5,
+    f"{PACKAGE}.__main__": 5,
 }
 
 
@@ -211,3 +212,26 @@ def test_the_graph_sees_function_local_imports_and_skips_type_checking_ones() ->
     assert names == {"TYPE_CHECKING", "at_runtime", "lazy", "deep"}
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_importing_the_package_is_cheap_and_its_public_names_load_on_first_use() -> None:
+    """``__all__`` names the public API; the package's ``__init__`` imports none of it (nor Airflow) until a name is
+    used, so provider discovery and the Airflow-free layers stay light. Every public name resolves."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, airflow_provider_zohocrm as p;"
+        "assert not [m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')], 'airflow imported';"
+        "assert not [m for m in sys.modules if m.startswith('airflow_provider_zohocrm.')], 'a submodule imported';"
+        "missing = [n for n in p.__all__ if getattr(p, n, None) is None];"
+        "assert not missing, missing;"
+        "print(sorted(p.__all__))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT.parent, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("ZohoCRMHook", "UnblockEmailOperator", "UnblockJobConfig", "ZohoUnblockTaskGroup",
+                 "unblock_bounced_emails_dag", "ZohoCRMEmulator"):
+        assert f"'{name}'" in done.stdout
