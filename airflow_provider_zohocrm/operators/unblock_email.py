@@ -47,6 +47,11 @@ LINK_XCOM_KEY = "zohocrm_module_url"
 TAG_FAILED = "tag_failed"
 
 
+def _is_runtime_value(value: Any) -> bool:
+    """An XComArg (or another of Airflow's run-time resolved values): it has ``resolve`` and ``iter_references``."""
+    return callable(getattr(value, "resolve", None)) and callable(getattr(value, "iter_references", None))
+
+
 class ZohoCRMModuleLink(BaseOperatorLink):
     """Opens the module in Zoho CRM's web UI, in the connection's data center: the URL ``execute`` pushed, so
     rendering the link reads one XCom and never the connection (as Airflow's dbt Cloud run link does)."""
@@ -91,7 +96,8 @@ class UnblockEmailOperator(BaseOperator):
         the ids (the example DAG passes them). With ``verify="emails"`` each field is judged by the mail sent to
         its own address; without them the task reads them itself (one COQL call per 50 ids). A template string
         (e.g. an ``xcom_pull``, as the example DAG's mapped tasks use) is rendered; addresses given as data never
-        are: they are the CRM's text, and a ``{{ … }}`` in one must not be evaluated.
+        are: they are the CRM's text, and a ``{{ … }}`` in one must not be evaluated. An upstream task's output
+        (``addresses=read.output``, an XComArg) is resolved when the task runs, also without rendering.
     :param check_domain: with ``verify="emails"``, look up in DNS the domain of a soft bounce whose category
         says the domain or host failed; a domain with no mail host is ``deferred`` (opt-in). Templated.
     :param dns_options: ``check_domain``'s resolver: ``{"nameservers": [...], "port": 53, "timeout": 5}``
@@ -170,9 +176,15 @@ class UnblockEmailOperator(BaseOperator):
         self.max_email_checks = max_email_checks
         self.needs_person_tag = needs_person_tag
         # Only a template string is rendered: addresses given as data are the CRM's text, and one holding
-        # "{{ … }}" must never be evaluated (it could print a connection's secret into the report).
+        # "{{ … }}" must never be evaluated (it could print a connection's secret into the report). An upstream
+        # task's output (an XComArg) is resolved in execute(), outside the template fields, for the same reason;
+        # it still makes that task upstream of this one.
+        self._address_arg = addresses if _is_runtime_value(addresses) else None
         self.addresses = addresses if isinstance(addresses, str) else None
-        self._address_data = None if isinstance(addresses, str) else addresses
+        self._address_data = None if isinstance(addresses, str) or self._address_arg is not None else addresses
+        if self._address_arg is not None:
+            for upstream, _key in self._address_arg.iter_references():
+                self.set_upstream(upstream)
         self.check_domain = check_domain
         self.dns_options = dns_options
         self.fail_on = list(fail_on)
@@ -213,6 +225,8 @@ class UnblockEmailOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if self._address_arg is not None:  # data from an upstream task: resolved, never rendered
+            self._address_data = self._address_arg.resolve(context)
         try:
             plan = self._plan()
         except ZohoConfigError as exc:
