@@ -18,7 +18,7 @@ from tests.conftest import REPO, assert_no_secrets, dag_run_state, emulator_conn
 
 pytestmark = pytest.mark.airflow_run
 
-TEST_DAGS = REPO / "tests" / "dags" / "workflow"
+TEST_DAGS = Path("/tmp/h1old/dags")
 EXAMPLES = REPO / "airflow_provider_zohocrm" / "example_dags"
 STDOUT_RE = re.compile(r"^\S+ \[\w+\s*\] (.*?) \[task\.stdout\]$", re.MULTILINE)
 
@@ -83,3 +83,184 @@ def test_operator_addresses_from_an_upstream_xcomarg_resolve_at_run_time(
         assert len(emulator.backend.unblock_events("Leads", rid)) == 1
     # the addresses came from the upstream task: the job read no address itself (no COQL call)
     assert emulator.backend.stats["requests"]["coql"] == 0
+
+
+def variables(home: Path) -> dict[str, str]:
+    """Every Airflow Variable of the home, as stored (ciphertext stays ciphertext: byte comparison)."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        return {str(k): str(v) for k, v in db.execute("select key, val from variable").fetchall()}
+
+
+def coverage_state(home: Path, key: str) -> dict[str, Any]:
+    from tests.conftest import _airflow_fernet
+
+    raw = variables(home)[key]
+    fernet = _airflow_fernet(home)
+    try:
+        raw = fernet.decrypt(raw.encode()).decode() if fernet else raw
+    except Exception:
+        pass
+    return dict(json.loads(raw))
+
+
+def emails_source(budget: int = 1000) -> dict[str, Any]:
+    return {"module": "Leads", "all": True, "verify": "emails", "max_email_checks": budget}
+
+
+def test_a_failed_group_keeps_no_other_groups_verdicts_from_being_committed_and_the_run_fails(
+    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path
+) -> None:
+    """Issue 25: the report ran on ``none_failed``, so one failed mapped task skipped it and no verdict of the
+    run was committed. Now the report runs after every group (``all_done``), commits what exists, then fails."""
+    org = seed_email_org(emulator.backend, counts={"old_soft": 40})
+    emulator.backend.add_fault(Fault(endpoint="unblock_bulk", action="unknown_code", on_call=1, times=1))
+    output = run(
+        airflow_home,
+        emulator,
+        tmp_path,
+        {"sources": [emails_source()], "batch_size": 10},
+        dag_id="wf_no_retry",
+    )
+    assert dag_run_state(output) == "failed", output[-5000:]
+    states = task_states(airflow_home, "wf_no_retry")
+    unblock = sorted(s for (t, _i), s in states.items() if t == "unblock_emails")
+    assert unblock == ["failed", "success", "success", "success"], states
+    assert states[("report", -1)] == "failed", "the report ran (and failed the run loudly)"
+    assert "1 of 4 unblock task(s) failed" in output
+    unblocked = [r for r in org.ids["old_soft"] if emulator.backend.unblock_events("Leads", r)]
+    assert len(unblocked) == 30
+    state = coverage_state(airflow_home, "zohocrm_coverage_wf_no_retry__Leads.all")
+    assert state.get("lease") is None, "the run's claim was released"
+    inner = state.get("state", state)
+    # the run's verdicts are committed: all 40 records reached a verdict (the failed group's from its
+    # checkpoint), so the cycle is complete and the next one started
+    assert inner["cycle"] == 2 and inner["covered"] == [], inner
+
+
+def test_a_dry_run_with_reset_changes_no_stored_state(
+    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path
+) -> None:
+    """Issue 25: ``reset_coverage`` ran before the plan was shown, so a dry run wiped the coverage. A dry run now
+    stores nothing: every Airflow Variable is byte-identical before and after it."""
+    seed_email_org(emulator.backend, counts={"old_soft": 6, "recent_soft": 4})
+    emulator.backend.add_many_records("Leads", 30)
+    first = run(
+        airflow_home, emulator, tmp_path, {"sources": [emails_source(15)]}, dag_id="wf_configured"
+    )
+    assert dag_run_state(first) == "success", first[-5000:]
+    before = variables(airflow_home)
+    assert any(k.startswith("zohocrm_coverage_wf_configured") for k in before), sorted(before)
+    dry = run(
+        airflow_home,
+        emulator,
+        tmp_path,
+        {"sources": [emails_source(15)], "dry_run": True, "reset_coverage": True},
+        dag_id="wf_configured",
+    )
+    assert dag_run_state(dry) == "success", dry[-5000:]
+    after = variables(airflow_home)
+    changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+    assert changed == [], changed
+
+
+SECRET = "s3cret-variable-value"
+HOSTILE = ("{{ var.value.secret }}", "{{ 6*7 }}")
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_no_conf_value_is_ever_rendered_as_a_template(
+    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path, text: str
+) -> None:
+    """Issue 27 row 1 / 31: a run's conf set ``needs_person_tag`` to a template and Zoho got its evaluation.
+    Every conf field and source key holding a template either reaches Zoho as that literal text or is refused
+    by check_params; never evaluated (the mapped tasks render nothing: they read their group from XCom)."""
+    org = seed_email_org(emulator.backend, counts={"hard": 2, "old_soft": 2})
+    conn_env = {**emulator_conn_env(emulator), "AIRFLOW_VAR_SECRET": SECRET}
+    ok = run(
+        airflow_home,
+        emulator,
+        tmp_path,
+        {"sources": [emails_source()], "needs_person_tag": text},
+        dag_id="wf_configured",
+        conn_env=conn_env,
+    )
+    assert dag_run_state(ok) == "success", ok[-5000:]
+    for rid in org.ids["hard"]:
+        assert emulator.backend.record_tags("Leads", rid) == [text]
+    assert SECRET not in ok and "x42" not in ok
+    # a source key that reaches Zoho (a view's name) is looked up as that text: unknown, refused before any
+    # unblock call, named literally (every other conf field: tests/unit/test_workflow_config.py)
+    if text == HOSTILE[1]:
+        emulator.backend.reset_stats()
+        out = run(airflow_home, emulator, tmp_path, {"view": text}, dag_id="wf_configured", conn_env=conn_env)
+        assert dag_run_state(out) == "failed", out[-3000:]
+        assert "{{ 6*7 }}" in out and "view '42'" not in out
+        assert emulator.backend.stats["requests"].get("unblock_bulk", 0) == 0
+
+
+def test_after_a_verify_emails_run_no_address_is_kept_in_the_metadata_db_or_the_logs(
+    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path
+) -> None:
+    """Issue 31 row 3: every address read stayed in XCom, rendered fields and the task log. Now addresses travel
+    sealed to the one task that needs them, and what the run keeps holds ids and outcomes."""
+    from tests.conftest import LeakAudit
+
+    seed_email_org(emulator.backend, counts={k: 3 for k in ("old_soft", "recent_soft", "hard", "never_bounced")})
+    addresses = [
+        str(r["fields"]["Email"]).lower()
+        for r in (emulator.backend.record("Leads", rid) for rid in emulator.backend.records("Leads"))
+    ]
+    assert len(addresses) == 12
+    output = run(
+        airflow_home,
+        emulator,
+        tmp_path,
+        {"sources": [emails_source()], "min_hours_since_bounce": 24},
+        dag_id="wf_configured",
+    )
+    assert dag_run_state(output) == "success", output[-5000:]
+    assert sum(len(emulator.backend.unblock_events("Leads", r)) for r in emulator.backend.records("Leads")) == 3
+    audit = LeakAudit()
+    audit.home = airflow_home
+    audit.add_output(output)
+    found = [
+        (label, address)
+        for label, text in audit.sources()
+        for address in addresses
+        if address in text.lower()
+    ]
+    assert found == [], found[:5]
+    assert audit.scanned["xcom"] > 0 and audit.scanned["log_files"] > 0
+
+
+def test_two_orgs_in_one_file_each_run_against_its_own_connection(
+    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path
+) -> None:
+    """The two-org example: each DAG's org is fixed when it is built; a run touches its own org only."""
+    seed_email_org(emulator.backend, counts={"old_soft": 3})
+    with ZohoCRMEmulator() as other:
+        seed_email_org(other.backend, module="Contacts", counts={"old_soft": 2})
+        conns = {}
+        for conn_id, em in (("zohocrm_eu", emulator), ("zohocrm_us", other)):
+            conn = em.connection(conn_id)
+            conn["extra"].update({"backoff_base": 0.01, "backoff_max": 0.1, "timeout": 10})
+            conns[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
+        for dag_id, em, module, n in (
+            ("zoho_unblock_org_eu", emulator, "Leads", 3),
+            ("zoho_unblock_org_us", other, "Contacts", 2),
+        ):
+            out = run(airflow_home, em, tmp_path, {}, dag_id=dag_id, dags=EXAMPLES, conn_env=conns)
+            assert dag_run_state(out) == "success", out[-5000:]
+            assert sum(len(em.backend.unblock_events(module, r)) for r in em.backend.records(module)) == n
+        assert emulator.backend.stats["requests"].get("unblock_bulk", 0) == 1
+        assert other.backend.stats["requests"].get("unblock_bulk", 0) == 1
+
+
+def test_the_task_group_in_your_own_dag_and_your_task_after_it_reads_the_report(
+    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path
+) -> None:
+    org = seed_email_org(emulator.backend, counts={"old_soft": 4, "hard": 1})
+    out = run(airflow_home, emulator, tmp_path, {}, dag_id="zoho_unblock_in_your_dag", dags=EXAMPLES)
+    assert dag_run_state(out) == "success", out[-5000:]
+    assert "Unblocked per module: {'Leads': 4}" in out
+    assert all(len(emulator.backend.unblock_events("Leads", r)) == 1 for r in org.ids["old_soft"])
