@@ -42,8 +42,10 @@ def test_two_address_records_end_as_each_fields_own_history_says(
         "check_domain": True,
     }
     with LocalDNSServer(SEED_ZONE) as dns:
-        conf["dns_options"] = {"nameservers": ["127.0.0.1"], "port": dns.port, "timeout": 5}
-        proc = run_dag_test(airflow_home, conf, {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)})
+        # the resolver is the deployment's (issue 31 row 2): the connection's extra, not the run's conf
+        resolver = {"nameservers": ["127.0.0.1"], "port": dns.port, "timeout": 5}
+        conn_env = emulator_conn_env(emulator, dns_options=resolver)
+        proc = run_dag_test(airflow_home, conf, {**conn_env, "TMPDIR": str(tmp_path)})
         queries = dns.count()
     output = proc.stdout + proc.stderr
     assert_no_secrets(output, emulator)
