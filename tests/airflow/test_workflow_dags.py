@@ -18,7 +18,7 @@ from tests.conftest import REPO, assert_no_secrets, dag_run_state, emulator_conn
 
 pytestmark = pytest.mark.airflow_run
 
-TEST_DAGS = Path("/tmp/h1old/dags")
+TEST_DAGS = REPO / "tests" / "dags" / "workflow"
 EXAMPLES = REPO / "airflow_provider_zohocrm" / "example_dags"
 STDOUT_RE = re.compile(r"^\S+ \[\w+\s*\] (.*?) \[task\.stdout\]$", re.MULTILINE)
 
