@@ -192,7 +192,8 @@ def test_no_conf_value_is_ever_rendered_as_a_template(
     # unblock call, named literally (every other conf field: tests/unit/test_workflow_config.py)
     if text == HOSTILE[1]:
         emulator.backend.reset_stats()
-        out = run(airflow_home, emulator, tmp_path, {"view": text}, dag_id="wf_configured", conn_env=conn_env)
+        conf = {"sources": [{"module": "Leads", "view": text}]}
+        out = run(airflow_home, emulator, tmp_path, conf, dag_id="wf_configured", conn_env=conn_env)
         assert dag_run_state(out) == "failed", out[-3000:]
         assert "{{ 6*7 }}" in out and "view '42'" not in out
         assert emulator.backend.stats["requests"].get("unblock_bulk", 0) == 0
