@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-
 #: The one source of the version: pyproject.toml reads it (``[tool.setuptools.dynamic]``, parsed statically, so
 #: keep it a plain string literal), the wheel's metadata and Airflow's provider info report it.
 __version__ = "0.3.0.dev0"

@@ -181,7 +181,9 @@ class UnblockEmailOperator(BaseOperator):
         # it still makes that task upstream of this one.
         self._address_arg = addresses if _is_runtime_value(addresses) else None
         self.addresses = addresses if isinstance(addresses, str) else None
-        self._address_data = None if isinstance(addresses, str) or self._address_arg is not None else addresses
+        self._address_data = (
+            None if isinstance(addresses, str) or self._address_arg is not None else addresses
+        )
         if self._address_arg is not None:
             for upstream, _key in self._address_arg.iter_references():
                 self.set_upstream(upstream)

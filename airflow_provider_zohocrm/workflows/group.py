@@ -42,7 +42,7 @@ def approval_operator() -> type[Any] | None:
 
 def check_dns_options(value: Any) -> dict[str, Any] | None:
     """The resolver of ``check_domain``, a deployment choice: nameservers are IP addresses (no URL, no host name,
-    no spaces), port 1–65535, timeout > 0 seconds. Raises ValueError naming the value."""
+    no spaces), port 1-65535, timeout > 0 seconds. Raises ValueError naming the value."""
     try:
         options = parse_dns_options(value)
     except ZohoValidationError as exc:
@@ -57,7 +57,12 @@ def check_dns_options(value: Any) -> dict[str, Any] | None:
                 f"dns_options: nameserver {server!r} is not an IP address (a URL or host name is refused)."
             ) from None
     timeout = options.get("timeout", 5.0)
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not math.isfinite(timeout) or timeout <= 0:
+    if (
+        not isinstance(timeout, int | float)
+        or isinstance(timeout, bool)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
         raise ValueError(f"dns_options: timeout must be a number of seconds > 0, not {timeout!r}.")
     return options
 
@@ -115,7 +120,9 @@ class _Job:
             raise ValueError(str(exc)) from None
         self.retries = retries
         delay = _env_int("ZOHOCRM_RETRY_DELAY_SECONDS")
-        self.retry_delay = retry_delay if retry_delay is not None else (timedelta(seconds=delay) if delay else None)
+        self.retry_delay = (
+            retry_delay if retry_delay is not None else (timedelta(seconds=delay) if delay else None)
+        )
         if approval not in ("auto", "on", "off"):
             raise ValueError(f"approval must be 'auto', 'on' or 'off', not {approval!r}")
         operator = approval_operator()
@@ -189,7 +196,10 @@ class _Job:
         names = self.param_names()
         approval_built = self.approval_operator is not None
         config_names_sources = self.config.names_sources
-        mapped_args: dict[str, Any] = {"retries": self.retries, "max_active_tis_per_dagrun": self.max_parallel}
+        mapped_args: dict[str, Any] = {
+            "retries": self.retries,
+            "max_active_tis_per_dagrun": self.max_parallel,
+        }
         if self.pool:
             mapped_args["pool"] = self.pool
         if self.retry_delay is not None:
@@ -233,7 +243,10 @@ class _Job:
 
             try:
                 return steps.find_candidates(
-                    settings, hook=ZohoCRMHook(zohocrm_conn_id=settings["conn_id"]), scope=scope, run_id=str(run_id)
+                    settings,
+                    hook=ZohoCRMHook(zohocrm_conn_id=settings["conn_id"]),
+                    scope=scope,
+                    run_id=str(run_id),
                 )
             except steps.RunRefused as exc:
                 raise AirflowFailException(str(exc)) from None
@@ -292,7 +305,8 @@ class _Job:
             approve = self.approval_operator(
                 task_id=steps.APPROVE_PLAN,
                 # the library's own template strings: the values they pull are data, rendered once, never again
-                subject=self.approval_subject or f"{{{{ ti.xcom_pull(task_ids='{summary_id}')['subject'] }}}}",
+                subject=self.approval_subject
+                or f"{{{{ ti.xcom_pull(task_ids='{summary_id}')['subject'] }}}}",
                 body=f"{{{{ ti.xcom_pull(task_ids='{summary_id}')['body'] }}}}",
                 ignore_downstream_trigger_rules=False,  # Reject skips unblock_emails only; the report runs
                 **extra,
@@ -336,7 +350,9 @@ class _Job:
         return JobTasks(check_params=settings, report=done, unblock=unblock)
 
 
-def _report_body(ti: Any, run_id: str, ids: Mapping[str, Any], job: _Job, outlet_events: Any) -> dict[str, Any]:
+def _report_body(
+    ti: Any, run_id: str, ids: Mapping[str, Any], job: _Job, outlet_events: Any
+) -> dict[str, Any]:
     from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
     settings = ti.xcom_pull(task_ids=ids["settings"])
@@ -363,11 +379,17 @@ def _report_body(ti: Any, run_id: str, ids: Mapping[str, Any], job: _Job, outlet
     groups = [ti.xcom_pull(task_ids=ids["groups"], key=steps.GROUP_KEY.format(i)) or {} for i in range(n)]
     results = _pull_mapped(ti, ids["unblock"], n)
     partials = [
-        ti.xcom_pull(task_ids=ids["unblock"], map_indexes=i, key="unblock_report") if results[i] is None else None
+        ti.xcom_pull(task_ids=ids["unblock"], map_indexes=i, key="unblock_report")
+        if results[i] is None
+        else None
         for i in range(n)
     ]
     planned = _pull_mapped(ti, ids["plan"], n) if ids.get("plan") else []
-    decision = ti.xcom_pull(task_ids=ids["approve"]) if ids.get("approve") and settings.get("require_approval") else None
+    decision = (
+        ti.xcom_pull(task_ids=ids["approve"])
+        if ids.get("approve") and settings.get("require_approval")
+        else None
+    )
     value, problems = steps.report(
         settings=settings,
         found=found,
@@ -592,10 +614,20 @@ def unblock_bounced_emails_dag(
     }
     own_doc = job.doc_md()
     user_doc = dag_kwargs.pop("doc_md", None)
-    dag = DAG(dag_id=dag_id, **{**defaults, **dag_kwargs}, doc_md=f"{user_doc}\n\n{own_doc}" if user_doc else own_doc)
+    dag = DAG(
+        dag_id=dag_id,
+        **{**defaults, **dag_kwargs},
+        doc_md=f"{user_doc}\n\n{own_doc}" if user_doc else own_doc,
+    )
     with dag:
         job.build(dag, scope=dag_id)
     return dag
 
 
-__all__ = ["JobTasks", "ZohoUnblockTaskGroup", "check_dns_options", "unblock_bounced_emails_dag", "unblocked_asset"]
+__all__ = [
+    "JobTasks",
+    "ZohoUnblockTaskGroup",
+    "check_dns_options",
+    "unblock_bounced_emails_dag",
+    "unblocked_asset",
+]

@@ -43,7 +43,9 @@ class GroupUnblockOperator(UnblockEmailOperator):
     template_fields: Sequence[str] = ()
     template_fields_renderers: dict[str, str] = {}
 
-    def __init__(self, *, group: int, groups_task_id: str, force_dry_run: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *, group: int, groups_task_id: str, force_dry_run: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.group = group
         self.groups_task_id = groups_task_id

@@ -188,7 +188,9 @@ def find_candidates(
     for source in sources:
         before = hook.client.credits_spent
         if source.index in cvids:
-            rows = list(hook.iter_records(source.module, cvid=cvids[source.index], fields=source.read_fields()))
+            rows = list(
+                hook.iter_records(source.module, cvid=cvids[source.index], fields=source.read_fields())
+            )
         else:
             rows = list(hook.iter_coql(source.read_query()))  # the hook yields each record once
         credits = hook.client.credits_spent - before
@@ -336,7 +338,9 @@ def make_groups(
         refs.append(i)
     total = sum(len(f["ids"]) for f in entries)
     modules = sorted({g["module"] for g in groups})
-    print(f"{total:,} ids → {len(groups)} mapped task(s)" + (f" over {', '.join(modules)}." if modules else "."))
+    print(
+        f"{total:,} ids → {len(groups)} mapped task(s)" + (f" over {', '.join(modules)}." if modules else ".")
+    )
     return refs
 
 

@@ -229,9 +229,20 @@ def test_importing_the_package_is_cheap_and_its_public_names_load_on_first_use()
         "print(sorted(p.__all__))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT.parent, timeout=120, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT.parent,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("ZohoCRMHook", "UnblockEmailOperator", "UnblockJobConfig", "ZohoUnblockTaskGroup",
-                 "unblock_bounced_emails_dag", "ZohoCRMEmulator"):
+    for name in (
+        "ZohoCRMHook",
+        "UnblockEmailOperator",
+        "UnblockJobConfig",
+        "ZohoUnblockTaskGroup",
+        "unblock_bounced_emails_dag",
+        "ZohoCRMEmulator",
+    ):
         assert f"'{name}'" in done.stdout

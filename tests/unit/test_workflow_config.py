@@ -41,22 +41,25 @@ def test_the_config_is_checked_by_the_jobs_own_rules() -> None:
     with pytest.raises(ZohoValidationError, match="source #1"):
         UnblockJobConfig(sources=[{"module": "Leads", "view": "x", "cvid": "1"}])
     config = UnblockJobConfig(sources=[{"module": "Leads", "all": True}], needs_person_tag="Needs person")
-    assert config.names_sources and config.param_specs()["sources"].default == [{"module": "Leads", "all": True}]
+    assert config.names_sources and config.param_specs()["sources"].default == [
+        {"module": "Leads", "all": True}
+    ]
     assert "require_approval" not in config.param_specs(approval=False)
 
 
 def test_a_scheduled_run_of_a_dag_that_names_no_sources_fails_before_any_call() -> None:
     """Issue 29's first night: unpausing the shipped example never goes live by itself."""
-    with pytest.raises(steps.RunRefused, match="names no sources.*UnblockJobConfig\\(sources="):
+    with pytest.raises(steps.RunRefused, match=r"names no sources.*UnblockJobConfig\(sources="):
         check({}, run_type="scheduled")
     # a manual run that gives its sources, or a DAG whose config names them, runs
     assert check({"sources": [{"module": "Leads", "all": True}]}, run_type="scheduled")["sources"]
-    with pytest.raises(steps.RunRefused, match="Set the .cvid. param"):  # config names them: no first-night refusal
+    # a config that names them: no first-night refusal (the sources rule itself speaks here)
+    with pytest.raises(steps.RunRefused, match=r"Set the 'cvid' param"):
         check({}, run_type="scheduled", config_names_sources=True)
 
 
 def test_the_run_cannot_pick_the_org_or_the_resolver() -> None:
-    """Issue 31 rows 1–2: conn_id and dns_options are no params; a conf naming them is refused."""
+    """Issue 31 rows 1-2: conn_id and dns_options are no params; a conf naming them is refused."""
     for key, value in (("conn_id", "other_org"), ("dns_options", {"nameservers": ["10.20.30.40"]})):
         with pytest.raises(steps.RunRefused, match=f"unknown key.*{key}"):
             check({key: value, "view": "x"})
@@ -84,7 +87,7 @@ def test_the_run_cannot_pick_the_org_or_the_resolver() -> None:
     ],
 )
 def test_the_resolver_is_checked_when_the_dag_is_built(options: dict[str, Any]) -> None:
-    """Issue 27 row 5 / 31 row 2: nameservers are IP addresses, port 1–65535, timeout > 0, no URL."""
+    """Issue 27 row 5 / 31 row 2: nameservers are IP addresses, port 1-65535, timeout > 0, no URL."""
     from airflow_provider_zohocrm.workflows.group import check_dns_options
 
     with pytest.raises(ValueError, match="dns_options"):
@@ -108,11 +111,13 @@ def test_what_a_group_returns_holds_no_address() -> None:
     assert "@" not in str(scrub_addresses(value))
 
 
-def test_approval_on_where_airflow_has_no_hitl_is_refused_at_parse_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_approval_on_where_airflow_has_no_hitl_is_refused_at_parse_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from airflow_provider_zohocrm.workflows import group
 
     monkeypatch.setattr(group, "approval_operator", lambda: None)
-    with pytest.raises(ValueError, match="approval='on' needs Airflow 3.1"):
+    with pytest.raises(ValueError, match=r"approval=.on. needs Airflow 3\.1"):
         group.unblock_bounced_emails_dag("x_on", approval="on")
     dag = group.unblock_bounced_emails_dag("x_auto", approval="auto")
     assert "approve_plan" not in dag.task_ids and "require_approval" not in dag.params
