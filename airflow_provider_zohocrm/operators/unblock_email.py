@@ -179,13 +179,14 @@ class UnblockEmailOperator(BaseOperator):
         # "{{ … }}" must never be evaluated (it could print a connection's secret into the report). An upstream
         # task's output (an XComArg) is resolved in execute(), outside the template fields, for the same reason;
         # it still makes that task upstream of this one.
-        self._address_arg = addresses if _is_runtime_value(addresses) else None
+        self._address_arg: Any = addresses if _is_runtime_value(addresses) else None
         self.addresses = addresses if isinstance(addresses, str) else None
         self._address_data = (
             None if isinstance(addresses, str) or self._address_arg is not None else addresses
         )
-        if self._address_arg is not None:
-            for upstream, _key in self._address_arg.iter_references():
+        runtime: Any = self._address_arg
+        if runtime is not None:
+            for upstream, _key in runtime.iter_references():
                 self.set_upstream(upstream)
         self.check_domain = check_domain
         self.dns_options = dns_options

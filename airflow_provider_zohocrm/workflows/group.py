@@ -269,7 +269,9 @@ class _Job:
         found: Any = find_candidates(settings)
         groups: Any = make_groups(found, settings)
         groups_id = groups.operator.task_id
-        plan = summary = approve = None
+        plan: Any = None
+        summary: Any = None
+        approve: Any = None
         if approval_built:
 
             @task(task_id=steps.GROUPS_TO_PLAN)

@@ -41,7 +41,7 @@ class GroupUnblockOperator(UnblockEmailOperator):
     returns. ``force_dry_run``: the approval path's plan tasks."""
 
     template_fields: Sequence[str] = ()
-    template_fields_renderers: dict[str, str] = {}
+    template_fields_renderers = {}
 
     def __init__(
         self, *, group: int, groups_task_id: str, force_dry_run: bool = False, **kwargs: Any
@@ -73,7 +73,8 @@ class GroupUnblockOperator(UnblockEmailOperator):
         self.coverage = group.get("coverage")
         sealed = group.get("sealed_addresses")
         self._address_data = steps.unseal(steps.address_cipher(self.hook), sealed) if sealed else None
-        return scrub_addresses(super().execute(context))
+        result: dict[str, Any] = scrub_addresses(super().execute(context))
+        return result
 
     def _push_report(self, context: Context, report: Any) -> None:
         try:
