@@ -102,6 +102,18 @@ def coverage_state(home: Path, key: str) -> dict[str, Any]:
     return dict(json.loads(raw))
 
 
+def last_asset_extra(home: Path, uri: str = "zohocrm://zohocrm_default/unblocked") -> dict[str, Any]:
+    """The extra of the newest event of the asset (the report task's outlet)."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        row = db.execute(
+            "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.uri = ?"
+            " order by e.id desc limit 1",
+            (uri,),
+        ).fetchone()
+    assert row, f"no event of {uri}"
+    return dict(json.loads(row[0]))
+
+
 def emails_source(budget: int = 1000) -> dict[str, Any]:
     return {"module": "Leads", "all": True, "verify": "emails", "max_email_checks": budget}
 
@@ -119,6 +131,7 @@ def test_a_failed_group_keeps_no_other_groups_verdicts_from_being_committed_and_
         tmp_path,
         {"sources": [emails_source()], "batch_size": 10},
         dag_id="wf_no_retry",
+        WF_NOTIFY_DIR=str(tmp_path),
     )
     assert dag_run_state(output) == "failed", output[-5000:]
     states = task_states(airflow_home, "wf_no_retry")
@@ -126,6 +139,10 @@ def test_a_failed_group_keeps_no_other_groups_verdicts_from_being_committed_and_
     assert unblock == ["failed", "success", "success", "success"], states
     assert states[("report", -1)] == "failed", "the report ran (and failed the run loudly)"
     assert "1 of 4 unblock task(s) failed" in output
+    # the report notifier got the report on the failure too
+    notified = (tmp_path / "wf_no_retry.txt").read_text()
+    assert notified.startswith("--- failed") and "1 of 4 unblock task(s) failed" in notified
+    assert "candidate record(s) found" in notified
     unblocked = [r for r in org.ids["old_soft"] if emulator.backend.unblock_events("Leads", r)]
     assert len(unblocked) == 30
     state = coverage_state(airflow_home, "zohocrm_coverage_wf_no_retry__Leads.all")
@@ -180,8 +197,15 @@ def test_no_conf_value_is_ever_rendered_as_a_template(
         {"sources": [emails_source()], "needs_person_tag": text},
         dag_id="wf_configured",
         conn_env=conn_env,
+        WF_NOTIFY_DIR=str(tmp_path),
     )
     assert dag_run_state(ok) == "success", ok[-5000:]
+    # the asset event: the unblocked ids for a downstream DAG; the notifier got the report
+    extra = last_asset_extra(airflow_home)
+    assert {m: sorted(ids) for m, ids in extra["unblocked"].items()} == {"Leads": sorted(org.ids["old_soft"])}
+    assert extra["counts"]["Leads"]["unblocked"] == 2
+    notified = (tmp_path / "wf_configured.txt").read_text()
+    assert notified.startswith("--- success") and f"tagged '{text}'" in notified
     for rid in org.ids["hard"]:
         assert emulator.backend.record_tags("Leads", rid) == [text]
     assert SECRET not in ok and "x42" not in ok
