@@ -31,6 +31,7 @@ from .routing import route
 if TYPE_CHECKING:
     from .backend import EmulatorBackend
 
+
 def token_fingerprint(token: str) -> str:
     """How the admin endpoints name a token: the first 8 hex digits of its SHA-256. ``/_emulator/stats`` is
     unauthenticated, and a refresh token shown there would be enough to call the revoke endpoint."""
