@@ -363,7 +363,7 @@ class _FoundIds:
         values: Iterable[Any] = unpack_id_ints(ids) if isinstance(ids, str) else ids
         kept = 0
         for value in values:
-            number = value if isinstance(value, int) else _record_int(str(value))
+            number = value if type(value) is int else _record_int(str(value))
             if number is not None and 0 <= number <= _ARRAY_MAX:
                 numbers[kept] = number
                 kept += 1
