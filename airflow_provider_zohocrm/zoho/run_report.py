@@ -15,8 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
-from airflow_provider_zohocrm.zoho.id_packing import id_count, unpack_id_ints
-
+from airflow_provider_zohocrm.zoho.id_packing import ARRAY_MAX, IdArray, id_count, record_int, unpack_id_ints
 from airflow_provider_zohocrm.zoho.per_field import PRECEDENCE
 from airflow_provider_zohocrm.zoho.unblock import NEEDS_PERSON_OUTCOMES, Outcome, field_lines
 
@@ -78,8 +77,9 @@ def build_run_report(
         )
     modules = list(found_ids)
     counts: dict[str, dict[str, int]] = {m: dict.fromkeys(_outcomes(), 0) for m in modules}
-    # module → outcome → the results' lists, joined once at the end (one list of exact size, no regrowth)
-    id_parts: dict[str, dict[str, list[Sequence[Any]]]] = {m: {o: [] for o in _outcomes()} for m in modules}
+    # module → outcome → ids, 8 bytes each: no reference to a result's lists is kept, so a caller may hand the
+    # results over one at a time (a million ids as str in lists take about 80 MB)
+    ids: dict[str, dict[str, IdArray]] = {m: {o: IdArray() for o in _outcomes()} for m in modules}
     pending: dict[str, list[str]] = {m: [] for m in modules}
     pending_reasons: dict[str, str] = {}
     details: dict[str, dict[str, Any]] = {}
@@ -101,10 +101,10 @@ def build_run_report(
             modules.append(module)
             found_ids.setdefault(module, _FoundIds())
             counts[module] = dict.fromkeys(_outcomes(), 0)
-            id_parts[module] = {o: [] for o in _outcomes()}
+            ids[module] = {o: IdArray() for o in _outcomes()}
             pending[module] = []
         for outcome, outcome_ids in (result.get("ids") or {}).items():
-            id_parts[module].setdefault(outcome, []).append(outcome_ids)
+            ids[module].setdefault(outcome, IdArray()).extend(outcome_ids)
             counts[module][outcome] = counts[module].get(outcome, 0) + len(outcome_ids)
         pending[module].extend(str(i) for i in result.get("pending") or [])
         reasons = result.get("pending_reasons") or {}
@@ -129,8 +129,6 @@ def build_run_report(
             details[f"{module}:{rid}"] = dict(info) if isinstance(info, Mapping) else {"reason": str(info)}
         for rid, message in (result.get("messages") or {}).items():
             messages[f"{module}:{rid}"] = str(message)
-    ids = {m: {o: _joined(parts) for o, parts in by.items()} for m, by in id_parts.items()}
-    del id_parts
     lost: dict[str, list[str]] = {}
     extra: dict[str, list[str]] = {}
     twice: dict[str, list[str]] = {}
@@ -319,31 +317,8 @@ def _id_key(rid: str) -> tuple[int, str]:
     return (len(rid), rid)
 
 
-def _joined(parts: Sequence[Sequence[Any]]) -> list[str]:
-    """The ids of ``parts`` as str in one list, allocated once at its final size (a list grown by ``extend``
-    reallocates on the way: at a million ids, two copies of 8 MB at the moment of each regrowth)."""
-    out: list[str] = [""] * sum(len(part) for part in parts)
-    at = 0
-    for part in parts:
-        out[at : at + len(part)] = part if all(type(i) is str for i in part) else [str(i) for i in part]
-        at += len(part)
-    return out
-
-
-#: Ids up to this value fit an ``array("Q")`` (8 bytes each); Zoho's record ids have 19 digits (below 10**19).
-_ARRAY_MAX = 2**64 - 1
 #: Ids sorted per chunk of this size, then merged, when the found ids are not in order (bounds the sort's lists).
 _SORT_CHUNK = 1 << 16
-
-
-def _record_int(rid: str) -> int | None:
-    """``rid`` as an int when it is a record id written one way only (ASCII digits, no leading zero) that fits an
-    ``array("Q")``: for those, text and number map one to one, and number order is :func:`_id_key` order."""
-    if rid.isascii() and rid.isdigit() and (len(rid) == 1 or rid[0] != "0") and len(rid) <= 20:
-        value = int(rid)
-        if value <= _ARRAY_MAX:
-            return value
-    return None
 
 
 class _FoundIds:
@@ -359,16 +334,16 @@ class _FoundIds:
     def add(self, ids: str | Sequence[Any]) -> None:
         """One source's ids: packed, or a list."""
         size = id_count(ids)
-        numbers = array("Q", [0]) * size  # allocated once at its final size (an append-grown array copies)
+        numbers = array("Q", [0]) * size  # allocated once at its final size
         values: Iterable[Any] = unpack_id_ints(ids) if isinstance(ids, str) else ids
         kept = 0
         for value in values:
-            number = value if type(value) is int else _record_int(str(value))
-            if number is not None and 0 <= number <= _ARRAY_MAX:
-                numbers[kept] = number
-                kept += 1
-            else:
+            number = value if type(value) is int and 0 <= value <= ARRAY_MAX else record_int(str(value))
+            if number is None:
                 self._texts.add(str(value))
+                continue
+            numbers[kept] = number
+            kept += 1
         del numbers[kept:]
         self.count += size
         self._chunks.append(numbers)
@@ -383,9 +358,7 @@ def _sorted_unique(numbers: array[int]) -> array[int]:
     chunks are sorted and merged, so no list of a million ints (40 MB) is ever built."""
     if all(a < b for a, b in pairwise(numbers)):
         return numbers
-    chunks = [
-        array("Q", sorted(numbers[i : i + _SORT_CHUNK])) for i in range(0, len(numbers), _SORT_CHUNK)
-    ]
+    chunks = [array("Q", sorted(numbers[i : i + _SORT_CHUNK])) for i in range(0, len(numbers), _SORT_CHUNK)]
     out = array("Q")
     previous = -1
     for number in heapq.merge(*chunks):
@@ -406,27 +379,41 @@ class _Tally:
         self._unknown = Counter[str]()
         self._next = 0  # where the next reported id probably is: the results list ids in the order found
 
-    def report_all(self, ids: Iterable[Any]) -> None:
-        numbers, hits = self._numbers, self._hits
-        size = len(numbers)
+    def report_all(self, ids: IdArray | Iterable[Any]) -> None:
+        """Count one outcome for each of ``ids``."""
+        if isinstance(ids, IdArray):
+            texts = ids.texts
+            for at, number in enumerate(ids.numbers):
+                if at in texts:
+                    self._report_text(texts[at])
+                else:
+                    self._report_number(number)
+            return
         for raw in ids:
             rid = str(raw)
-            number = _record_int(rid)
+            number = record_int(rid)
             if number is None:
-                if rid in self._text_hits:
-                    self._text_hits[rid] = min(self._text_hits[rid] + 1, 2)
-                else:
-                    self._unknown[rid] += 1
-                continue
-            at = self._next
-            if not (at < size and numbers[at] == number):
-                at = bisect_left(numbers, number)
-                if at == size or numbers[at] != number:
-                    self._unknown[rid] += 1
-                    continue
-            if hits[at] < 2:
-                hits[at] += 1
-            self._next = at + 1
+                self._report_text(rid)
+            else:
+                self._report_number(number)
+
+    def _report_text(self, rid: str) -> None:
+        if rid in self._text_hits:
+            self._text_hits[rid] = min(self._text_hits[rid] + 1, 2)
+        else:
+            self._unknown[rid] += 1
+
+    def _report_number(self, number: int) -> None:
+        numbers, size = self._numbers, len(self._numbers)
+        at = self._next
+        if not (at < size and numbers[at] == number):
+            at = bisect_left(numbers, number)
+            if at == size or numbers[at] != number:
+                self._unknown[str(number)] += 1
+                return
+        if self._hits[at] < 2:
+            self._hits[at] += 1
+        self._next = at + 1
 
     def lost(self) -> list[str]:
         """Found ids with no outcome, in :func:`_id_key` order."""
@@ -440,7 +427,9 @@ class _Tally:
     def twice(self) -> list[str]:
         """Ids reported more than once, found or not, in :func:`_id_key` order."""
         twice = [str(n) for n, h in zip(self._numbers, self._hits, strict=True) if h > 1]
-        more = [t for t, h in self._text_hits.items() if h > 1] + [r for r, n in self._unknown.items() if n > 1]
+        more = [t for t, h in self._text_hits.items() if h > 1] + [
+            r for r, n in self._unknown.items() if n > 1
+        ]
         return self._in_order(twice, more)
 
     @staticmethod

@@ -58,7 +58,9 @@ def _reference(found: list[dict[str, Any]], results: list[dict[str, Any]]) -> di
 _ID = st.one_of(
     st.integers(min_value=0, max_value=60).map(lambda n: str(BASE + n)),  # Zoho-like, overlapping
     st.integers(min_value=0, max_value=9).map(str),
-    st.sampled_from(["007", "0", "x1", "18446744073709551615", "18446744073709551616", "99999999999999999999"]),
+    st.sampled_from(
+        ["007", "0", "x1", "18446744073709551615", "18446744073709551616", "99999999999999999999"]
+    ),
 )
 
 
@@ -101,13 +103,17 @@ def test_packed_and_plain_found_ids_give_the_same_report() -> None:
     ids = [str(BASE + 3 * i) for i in range(5_000)]
     rng.shuffle(ids)  # a view's order, not the id order
     results = [
-        _result("Leads", {"unblocked": ids[:10], "not_blocked": ids[10:4_000], "error": ids[:1]}, ids[4_000:4_990])
+        _result(
+            "Leads", {"unblocked": ids[:10], "not_blocked": ids[10:4_000], "error": ids[:1]}, ids[4_000:4_990]
+        )
     ]
     plain = build_run_report([{"module": "Leads", "ids": ids, "source": 0}], results)
     packed = build_run_report([{"module": "Leads", "ids": pack_ids(ids), "source": 0}], results)
     assert packed == plain
     assert packed["found"] == {"Leads": 5_000} and packed["sources"][0]["found"] == 5_000
-    assert packed["lost"] == {"Leads": sorted(ids[4_990:], key=int)} and packed["twice"] == {"Leads": [ids[0]]}
+    assert packed["lost"] == {"Leads": sorted(ids[4_990:], key=int)} and packed["twice"] == {
+        "Leads": [ids[0]]
+    }
     assert format_run_report(packed) == format_run_report(plain)
 
 
