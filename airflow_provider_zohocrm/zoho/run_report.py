@@ -391,11 +391,11 @@ class _Tally:
             return
         for raw in ids:
             rid = str(raw)
-            number = record_int(rid)
-            if number is None:
+            value = record_int(rid)
+            if value is None:
                 self._report_text(rid)
             else:
-                self._report_number(number)
+                self._report_number(value)
 
     def _report_text(self, rid: str) -> None:
         if rid in self._text_hits:
