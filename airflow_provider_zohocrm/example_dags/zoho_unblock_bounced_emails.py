@@ -15,4 +15,5 @@ dag = unblock_bounced_emails_dag(
     "zoho_unblock_bounced_emails",
     conn_id="zohocrm_default",
     config=UnblockJobConfig(),
+    allow_reset_coverage=True,  # a run may restart rolling coverage; drop it to keep that the author's alone
 )

@@ -102,6 +102,7 @@ class _Job:
         dns_options: Mapping[str, Any] | None,
         params_prefix: str,
         asset: bool,
+        allow_reset_coverage: bool = False,
     ) -> None:
         if not isinstance(conn_id, str) or not conn_id.strip():
             raise ValueError(f"conn_id must be a connection id, not {conn_id!r}")
@@ -142,6 +143,11 @@ class _Job:
         self.dns_options = check_dns_options(dns_options)
         self.prefix = params_prefix or ""
         self.asset = asset
+        self.allow_reset_coverage = bool(allow_reset_coverage)
+        if self.config.reset_coverage and not self.allow_reset_coverage:
+            raise ValueError(
+                "config.reset_coverage=True needs allow_reset_coverage=True (every run would reset)."
+            )
 
     # -- params and docs ---------------------------------------------------------------------------------------
 
@@ -227,6 +233,7 @@ class _Job:
                     run_type=str(getattr(dag_run, "run_type", "") or "") or None,
                     config_names_sources=config_names_sources,
                     max_sources=_max_map_length(),
+                    allow_reset_coverage=job.allow_reset_coverage,
                 )
                 if settings["dns_options"] is None and any(s["check_domain"] for s in settings["sources"]):
                     settings["dns_options"] = _connection_dns_options(settings["conn_id"])
@@ -479,6 +486,7 @@ _JOB_ARGS = (
     "report_notifiers",
     "dns_options",
     "asset",
+    "allow_reset_coverage",
 )
 
 
@@ -505,6 +513,8 @@ class ZohoUnblockTaskGroup(TaskGroup):
     :param dns_options: ``check_domain``'s resolver ``{"nameservers": [IP, …], "port": 53, "timeout": 5}``
         (default: the connection's extra ``dns_options``, else the system's).
     :param asset: emit ``zohocrm://<conn id>/unblocked`` from the report (docs/your-own-dag.md).
+    :param allow_reset_coverage: let a run restart rolling coverage (``reset_coverage``); otherwise a run asking
+        for it is refused in check_params (docs/security.md).
     :param kwargs: every other TaskGroup argument (tooltip, ui_color, default_args, …).
     """
 
@@ -527,6 +537,7 @@ class ZohoUnblockTaskGroup(TaskGroup):
         report_notifiers: Sequence[Any] | None = None,
         dns_options: Mapping[str, Any] | None = None,
         asset: bool = True,
+        allow_reset_coverage: bool = False,
         **kwargs: Any,
     ) -> None:
         if not group_id:
@@ -547,6 +558,7 @@ class ZohoUnblockTaskGroup(TaskGroup):
             dns_options=dns_options,
             params_prefix=params_prefix,
             asset=asset,
+            allow_reset_coverage=allow_reset_coverage,
         )
         kwargs.setdefault("tooltip", f"Unblock bounced emails in Zoho CRM ({conn_id})")
         super().__init__(group_id=group_id, **kwargs)
@@ -581,6 +593,7 @@ def unblock_bounced_emails_dag(
     report_notifiers: Sequence[Any] | None = None,
     dns_options: Mapping[str, Any] | None = None,
     asset: bool = True,
+    allow_reset_coverage: bool = False,
     **dag_kwargs: Any,
 ) -> DAG:
     """The whole job as a DAG, with the example's task ids (check_params, find_candidates, make_groups,
@@ -604,6 +617,7 @@ def unblock_bounced_emails_dag(
         dns_options=dns_options,
         params_prefix="",
         asset=asset,
+        allow_reset_coverage=allow_reset_coverage,
     )
     defaults: dict[str, Any] = {
         "description": "Unblock soft-bounced email addresses in Zoho CRM, in bulk, in every module, and report"

@@ -63,6 +63,7 @@ def check_params(
     run_type: str | None,
     config_names_sources: bool,
     max_sources: int | None,
+    allow_reset_coverage: bool = False,
 ) -> dict[str, Any]:
     """Every value checked with no network call; the run's settings (what the later tasks read from XCom).
 
@@ -90,6 +91,11 @@ def check_params(
                 " with a 'sources' param. See docs/your-own-dag.md."
             )
         check_run_params(own)
+        if own.get("reset_coverage") and not allow_reset_coverage:
+            raise ZohoValidationError(
+                "reset_coverage: this DAG does not let a run restart rolling coverage; its author builds it with"
+                " allow_reset_coverage=True to allow that (docs/security.md). Nothing was read or sent."
+            )
         require_approval = bool(own.get("require_approval", False))
         settings = sources_from_params(
             {**own, "conn_id": chosen, "dns_options": dict(dns_options) if dns_options else None},
@@ -352,10 +358,9 @@ def summarize_plan(
     planned: Sequence[Mapping[str, Any] | None], found: list[dict[str, Any]], settings: Mapping[str, Any]
 ) -> dict[str, str]:
     """The plan in words for the person who approves it: the approve_plan task's subject and body."""
-    from airflow_provider_zohocrm.zoho.id_packing import unpack_ids
     from airflow_provider_zohocrm.zoho.run_report import build_run_report, format_run_report
 
-    merged = build_run_report([{**f, "ids": unpack_ids(f["ids"])} for f in found], planned)
+    merged = build_run_report(found, planned)  # the ids stay packed (zoho/run_report.py reads them so)
     text = format_run_report(merged, dry_run=True, tag=settings.get("needs_person_tag"))
     print(text)
     would_send = sum(len(ids) for ids in merged["pending"].values())
@@ -403,7 +408,6 @@ def report(
 ) -> tuple[dict[str, Any], list[str]]:
     """Commit what exists, then the report. Returns (the report's XCom value, the problems that must fail the run:
     failed groups and accounting mismatches). ``results[i]`` is None for a group whose task failed."""
-    from airflow_provider_zohocrm.zoho.id_packing import unpack_ids
     from airflow_provider_zohocrm.zoho.run_report import (
         accounting_errors,
         build_run_report,
@@ -433,7 +437,7 @@ def report(
             r if r is not None else failed_group_result(groups[i] if i < len(groups) else None, partials[i])
             for i, r in enumerate(results)
         ]
-    entries = [{**f, "ids": unpack_ids(f["ids"])} for f in found]
+    entries = found  # the ids stay packed: build_run_report reads them so, and finish_sources needs none
     merged = build_run_report(entries, shown)
     text = format_run_report(merged, dry_run=dry_run, tag=settings.get("needs_person_tag"))
     if heading:

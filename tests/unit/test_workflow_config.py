@@ -139,6 +139,7 @@ def test_every_other_conf_field_holding_a_template_is_refused_naming_the_literal
         {"batch_size": text, "view": "x"},
         {"dry_run": text, "view": "x"},
         {"reset_coverage": text, "view": "x"},
+        {"reset_coverage": True, "view": "x"},  # the DAG's author did not allow it
         {"require_approval": text, "view": "x"},
         {"check_domain": text, "view": "x", "verify": "emails"},
         {"sources": [{"module": text, "all": True}]},
@@ -157,3 +158,10 @@ def test_every_other_conf_field_holding_a_template_is_refused_naming_the_literal
         with pytest.raises(steps.RunRefused) as refused:
             check(conf)
         assert "42" not in str(refused.value).replace(text, ""), conf
+
+
+def test_reset_coverage_is_the_dag_authors_choice() -> None:
+    """docs/security.md: a run may restart rolling coverage only where the DAG was built to allow it."""
+    with pytest.raises(steps.RunRefused, match="allow_reset_coverage=True"):
+        check({"reset_coverage": True, "view": "x"})
+    assert check({"reset_coverage": True, "view": "x"}, allow_reset_coverage=True)["reset_coverage"] is True

@@ -35,6 +35,7 @@ wf_configured = unblock_bounced_emails_dag(
     config=UnblockJobConfig(sources=[{"module": "Leads", "all": True}]),
     schedule=None,
     report_notifiers=[FileNotifier()],
+    allow_reset_coverage=True,
 )
 
 with DAG("wf_operator_xcom_addresses", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
