@@ -65,3 +65,21 @@ def test_the_shipped_example_is_the_snapshotted_dag() -> None:
     variant = "approval" if _hitl() else "no_approval"
     got = json.loads(json.dumps(describe(dag), default=str))
     assert got == json.loads((SNAPSHOTS / f"unblock_dag_{variant}.json").read_text())
+
+
+def test_the_shipped_example_is_short_and_imports_only_public_names() -> None:
+    """Issue 25: at most 30 lines, docstring included, and only names of the package's ``__all__`` (a copy of it
+    in a DAGs folder survives any refactor of the internals)."""
+    import ast
+
+    import airflow_provider_zohocrm
+    from airflow_provider_zohocrm.example_dags import EXAMPLE_DAG
+
+    text = EXAMPLE_DAG.read_text()
+    assert len(text.splitlines()) <= 30
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("airflow_provider_zohocrm"):
+            assert node.module == "airflow_provider_zohocrm", node.module
+            assert {a.name for a in node.names} <= set(airflow_provider_zohocrm.__all__)
+        if isinstance(node, ast.Import):
+            assert not any(a.name.startswith("airflow_provider_zohocrm") for a in node.names)
