@@ -353,7 +353,8 @@ class _Job:
             return _report_body(ti, str(run_id), ids, job, outlet_events)
 
         done = report()
-        chain = [settings, found, groups, unblock] + ([plan, summary, approve] if approve is not None else [])
+        # not approve_plan: a Reject skips its direct downstream tasks (unblock_emails), and the report must run
+        chain = [settings, found, groups, unblock] + ([plan, summary] if approve is not None else [])
         for upstream in chain:
             upstream >> done
         return JobTasks(check_params=settings, report=done, unblock=unblock)

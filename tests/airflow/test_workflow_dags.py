@@ -221,11 +221,16 @@ def test_no_conf_value_is_ever_rendered_as_a_template(
 
 
 def test_after_a_verify_emails_run_no_address_is_kept_in_the_metadata_db_or_the_logs(
-    airflow_home: Path, emulator: ZohoCRMEmulator, tmp_path: Path
+    emulator: ZohoCRMEmulator, tmp_path: Path
 ) -> None:
     """Issue 31 row 3: every address read stayed in XCom, rendered fields and the task log. Now addresses travel
-    sealed to the one task that needs them, and what the run keeps holds ids and outcomes."""
-    from tests.conftest import LeakAudit
+    sealed to the one task that needs them, and what the run keeps holds ids and outcomes. (An Airflow home of
+    its own: other tests put addresses in a run's conf on purpose.)"""
+    from airflow_provider_zohocrm.testing import airflow_cli
+    from tests.conftest import LeakAudit, airflow_env
+
+    airflow_home = tmp_path / "home"
+    airflow_cli.migrate(airflow_env(airflow_home))
 
     seed_email_org(
         emulator.backend, counts={k: 3 for k in ("old_soft", "recent_soft", "hard", "never_bounced")}
