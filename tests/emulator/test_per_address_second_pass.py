@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_zohocrm.operators.unblock_email import UnblockEmailOperator
 from airflow_provider_zohocrm.testing import ZohoCRMEmulator
 from airflow_provider_zohocrm.testing.dns_server import SEED_ZONE, LocalDNSServer
 from airflow_provider_zohocrm.testing.emails import bounced, delivered, sent
 from airflow_provider_zohocrm.zoho.addresses import addresses_by_id, coql_with_fields
-from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
 from tests.emulator.test_per_address import client_for
 
 HOUR = 3_600.0
@@ -178,7 +178,7 @@ def test_addresses_with_a_field_name_in_another_spelling_are_refused_before_any_
     em: ZohoCRMEmulator, key: str
 ) -> None:
     rid = lead(em, "kim@x.example.org")
-    with pytest.raises(ZohoValidationError, match=repr(key)):
+    with pytest.raises(AirflowFailException, match=repr(key)):
         run(record_ids=[rid], unblock_fields=["Email"], addresses={rid: {key: "kim@x.example.org"}})
     assert sum(em.backend.stats["requests"].values()) == 0
     assert state(em, rid) == (True, 0)
