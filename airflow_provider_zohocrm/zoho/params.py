@@ -232,7 +232,9 @@ def parse_dns_options(value: object) -> dict[str, object]:
         raise ZohoValidationError(f"dns_options must be an object, not {value!r}")
     unknown = sorted(str(k) for k in value if k not in DNS_OPTION_KEYS)
     if unknown:
-        raise ZohoValidationError(f"dns_options: unknown option(s) {unknown}: use {', '.join(DNS_OPTION_KEYS)}")
+        raise ZohoValidationError(
+            f"dns_options: unknown DNS option(s) {unknown}: use {', '.join(DNS_OPTION_KEYS)}"
+        )
     out: dict[str, object] = {}
     if "nameservers" in value and value["nameservers"] is not None:
         servers = value["nameservers"]

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from airflow_provider_zohocrm.zoho.addresses import coql_with_fields, fields_to_read, view_fields
+from airflow_provider_zohocrm.zoho.emails import ADDRESS_FIELDS
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
 from airflow_provider_zohocrm.zoho.params import (
     VERIFY_MODES,
@@ -437,7 +438,7 @@ def plan_groups(
         known = (addresses or {}).get(source.module, {})
         for part, budget in zip(parts, budgets, strict=True):
             own = (
-                {rid: dict(known[rid]) for rid in part if rid in known}
+                {rid: _address_fields_of(known[rid]) for rid in part if rid in known}
                 if source.reads_addresses and known
                 else None
             )
@@ -456,6 +457,11 @@ def plan_groups(
                 }
             )
     return groups
+
+
+def _address_fields_of(row: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The address fields of a record's row (nothing else goes to the task's XCom)."""
+    return {name: row[name] for name in ADDRESS_FIELDS if name in row}
 
 
 def _split_even(ids: list[str], batch_size: int, n_groups: int) -> list[list[str]]:

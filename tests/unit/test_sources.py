@@ -316,7 +316,8 @@ def test_check_domain_needs_verify_emails_and_dns_options_are_checked_before_any
         }
     )
     assert [s.check_domain for s in settings.sources] == [True, False]  # the run-wide default: emails only
-    assert settings.sources[0].read_query().startswith("select id, Email from Leads where")
+    # Leads have a Secondary_Email: it is read too (it costs nothing), for the rule on a mail to both addresses
+    assert settings.sources[0].read_query().startswith("select id, Email, Secondary_Email from Leads where")
 
 
 @pytest.mark.parametrize("seed", range(30))
