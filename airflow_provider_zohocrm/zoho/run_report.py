@@ -95,6 +95,7 @@ def build_run_report(
     field_problems: list[str] = []
     would_send: dict[str, dict[str, list[str]]] = {}
     field_needs_person: list[tuple[str, str, str, str]] = []  # (module, id, field, outcome)
+    dns_stopped: list[str] = []  # why check_domain stopped asking DNS, one per task that stopped
     for result in results:
         if not result:
             continue
@@ -121,9 +122,19 @@ def build_run_report(
                     field_needs_person.append((module, str(rid), str(name), str(outcome)))
         for key, info in (result.get("field_details") or {}).items():
             field_details[f"{module}:{key}"] = dict(info) if isinstance(info, Mapping) else {}
+        if result.get("dns_stopped"):
+            dns_stopped.append(str(result["dns_stopped"]))
         for key, plan_ids in (result.get("would_send") or {}).items():
             would_send.setdefault(module, {}).setdefault(str(key), []).extend(str(i) for i in plan_ids)
-        for key in ("calls", "email_checks", "tag_calls", "read_calls", "dns_queries", "planned_calls"):
+        for key in (
+            "calls",
+            "email_checks",
+            "tag_calls",
+            "read_calls",
+            "dns_queries",
+            "dns_unchecked",
+            "planned_calls",
+        ):
             value = result.get(key)
             totals[key] += (
                 int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
@@ -173,6 +184,8 @@ def build_run_report(
         "tag_calls": totals["tag_calls"],
         "read_calls": totals["read_calls"],
         "dns_queries": totals["dns_queries"],
+        "dns_stopped": dns_stopped,
+        "dns_unchecked": totals["dns_unchecked"],
         "planned_calls": totals["planned_calls"],
         "fields": fields,
         "would_send": would_send,
@@ -267,6 +280,12 @@ def format_run_report(report: Mapping[str, Any], *, dry_run: bool = False, tag: 
         )
     elif pending_total:
         lines.append(f"pending: {pending_total:,} record(s) not sent (see pending_reasons).")
+    stopped = report.get("dns_stopped") or []
+    if stopped:
+        lines.append(
+            f"check_domain: {len(stopped):,} task(s) stopped asking DNS ({stopped[0]});"
+            f" {report.get('dns_unchecked', 0):,} domain(s) not looked up, their fields sent as without the check."
+        )
     for outcome, records in report["needs_person"].items():
         if not records:
             continue

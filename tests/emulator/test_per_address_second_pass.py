@@ -259,3 +259,40 @@ def test_a_record_with_a_deferred_field_and_an_unblocked_one_is_counted_deferred
     assert result["ids"]["deferred"] == [rid] and result["ids"]["unblocked"] == []
     assert result["counts"]["deferred"] == 1 and result["counts"]["unblocked"] == 0
     assert state(em, rid, "Secondary_Email") == (False, 1) and state(em, rid, "Email") == (True, 0)
+
+
+# -- row 5: repeated DNS timeouts stop the lookups, and the result says so ----------------------------------
+
+
+def test_after_consecutive_dns_timeouts_the_task_stops_asking_and_says_so(em: ZohoCRMEmulator) -> None:
+    ids = []
+    for i in range(5):
+        rid = lead(em, f"kim@d{i}.example.net")
+        soft_mail(em, rid, f"kim@d{i}.example.net", 72)  # "Temporary Domain Failure": looked up
+        ids.append(rid)
+    with LocalDNSServer(SEED_ZONE, answer=False) as silent:
+        result = run(
+            record_ids=ids,
+            unblock_fields=["Email"],
+            min_hours_since_bounce=24,
+            check_domain=True,
+            dns_options={"nameservers": ["127.0.0.1"], "port": silent.port, "timeout": 0.3},
+        )
+        asked = silent.count()
+    assert asked == result["dns_queries"] == 3
+    assert "3 consecutive timeouts" in result["dns_stopped"] and result["dns_unchecked"] == 2
+    # sent as without the check: every field unblocked
+    assert sorted(result["ids"]["unblocked"]) == sorted(ids)
+    assert all(state(em, rid) == (False, 1) for rid in ids)
+
+
+def test_a_nameserver_with_a_trailing_space_fails_the_task_before_any_call(em: ZohoCRMEmulator) -> None:
+    rid = lead(em, "kim@x.example.org")
+    with pytest.raises(AirflowFailException, match="not an IP address"):
+        run(
+            record_ids=[rid],
+            unblock_fields=["Email"],
+            check_domain=True,
+            dns_options={"nameservers": ["127.0.0.1 "]},
+        )
+    assert sum(em.backend.stats["requests"].values()) == 0

@@ -160,3 +160,16 @@ def test_need_a_person_headings_count_records_and_show_field_pairs_as_such() -> 
     text = format_run_report(report)
     assert "Need a person (permanently_blocked, 3 record(s), 4 (record, field) pair(s)):" in text
     assert "  Leads 1 Secondary_Email" in text and "  Leads 3 Secondary_Email" in text
+
+
+def test_the_report_says_when_check_domain_stopped_asking_dns() -> None:
+    """Issue 27 row 5: after consecutive DNS timeouts a task stops querying; the run's report says so."""
+    stopped = result("Leads", unblocked=["1", "2", "3"]) | {
+        "dns_stopped": "DNS lookups stopped after 3 consecutive timeouts (5 s each)",
+        "dns_unchecked": 7,
+    }
+    report = build_run_report(FOUND[:1], [stopped])
+    text = format_run_report(report)
+    assert "check_domain: 1 task(s) stopped asking DNS (DNS lookups stopped after 3 consecutive timeouts" in text
+    assert "7 domain(s) not looked up" in text
+    assert "check_domain:" not in format_run_report(build_run_report(FOUND[:1], [result("Leads", unblocked=["1"])]))
