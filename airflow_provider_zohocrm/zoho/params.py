@@ -265,9 +265,12 @@ def parse_dns_options(value: object) -> dict[str, object]:
             or timeout != timeout
             or timeout == float("inf")
         ):
-            raise ZohoValidationError(f"dns_options: timeout must be a number of seconds > 0, not {timeout!r}")
+            raise ZohoValidationError(
+                f"dns_options: timeout must be a number of seconds > 0, not {timeout!r}"
+            )
         out["timeout"] = float(timeout)
     return out
+
 
 #: The address fields of ``addresses`` (Zoho's API names).
 _ADDRESS_KEYS = ADDRESS_FIELDS
@@ -311,9 +314,9 @@ def parse_addresses(value: Any, fields: Sequence[str]) -> dict[str, dict[str, st
 
 
 __all__ = [
+    "DNS_OPTION_KEYS",
     "FALSE_WORDS",
     "TRUE_WORDS",
-    "DNS_OPTION_KEYS",
     "VERIFY_MODES",
     "emails_options_ignored",
     "parse_addresses",

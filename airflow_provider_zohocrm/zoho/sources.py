@@ -97,7 +97,9 @@ class Source:
 
     def read_fields(self) -> list[str]:
         """``fields=`` of the view read."""
-        return view_fields(fields_to_read(self.module, self.unblock_fields)) if self.reads_addresses else ["id"]
+        return (
+            view_fields(fields_to_read(self.module, self.unblock_fields)) if self.reads_addresses else ["id"]
+        )
 
     def describe(self) -> str:
         """How the report names the source: ``#1 Leads view 'Bounced leads' (verify none)``."""

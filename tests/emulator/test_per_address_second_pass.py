@@ -93,7 +93,9 @@ def outcome(result: dict[str, Any], rid: str) -> str:
 # -- row 2: a young bounce of a mail sent to both addresses is deferred, and check_domain applies ---------------
 
 
-def test_a_young_bounce_of_a_mail_to_both_addresses_is_deferred_and_spends_nothing(em: ZohoCRMEmulator) -> None:
+def test_a_young_bounce_of_a_mail_to_both_addresses_is_deferred_and_spends_nothing(
+    em: ZohoCRMEmulator,
+) -> None:
     rid = lead(em, "kim@x.example.org", "kim@y.example.org", secondary_blocked="temporary")
     soft_mail(em, rid, ["kim@x.example.org", "kim@y.example.org"], 2)
     result = run(record_ids=[rid], unblock_fields=BOTH, min_hours_since_bounce=24)
@@ -205,7 +207,9 @@ def test_to_written_as_text_with_display_names_and_lists_is_matched(em: ZohoCRME
 
 
 @pytest.mark.parametrize("keys", ["as_written", "api_name"])
-def test_a_coql_source_naming_fields_in_another_case_reads_the_addresses(em: ZohoCRMEmulator, keys: str) -> None:
+def test_a_coql_source_naming_fields_in_another_case_reads_the_addresses(
+    em: ZohoCRMEmulator, keys: str
+) -> None:
     em.backend.config.coql_keys = keys  # type: ignore[assignment]
     rid = lead(em, "kim@x.example.org", "kim@y.example.org")
     query = coql_with_fields("select id, email, secondary_EMAIL from Leads where Last_Name = 'Kim'", BOTH)

@@ -201,9 +201,11 @@ def test_dns_options_are_refused_naming_what_is_wrong(bad: object, words: str) -
 
 def test_good_dns_options_pass() -> None:
     assert parse_dns_options(None) == {} and parse_dns_options("") == {}
-    assert parse_dns_options(
-        '{"nameservers": ["10.0.0.2", "2001:db8::53"], "port": 5353, "timeout": 1}'
-    ) == {"nameservers": ["10.0.0.2", "2001:db8::53"], "port": 5353, "timeout": 1.0}
+    assert parse_dns_options('{"nameservers": ["10.0.0.2", "2001:db8::53"], "port": 5353, "timeout": 1}') == {
+        "nameservers": ["10.0.0.2", "2001:db8::53"],
+        "port": 5353,
+        "timeout": 1.0,
+    }
 
 
 def test_a_resolver_that_cannot_be_built_fails_before_any_query(tmp_path) -> None:

@@ -170,6 +170,10 @@ def test_the_report_says_when_check_domain_stopped_asking_dns() -> None:
     }
     report = build_run_report(FOUND[:1], [stopped])
     text = format_run_report(report)
-    assert "check_domain: 1 task(s) stopped asking DNS (DNS lookups stopped after 3 consecutive timeouts" in text
+    assert (
+        "check_domain: 1 task(s) stopped asking DNS (DNS lookups stopped after 3 consecutive timeouts" in text
+    )
     assert "7 domain(s) not looked up" in text
-    assert "check_domain:" not in format_run_report(build_run_report(FOUND[:1], [result("Leads", unblocked=["1"])]))
+    assert "check_domain:" not in format_run_report(
+        build_run_report(FOUND[:1], [result("Leads", unblocked=["1"])])
+    )
