@@ -314,9 +314,12 @@ def _needs_person_count(entries: Sequence[Mapping[str, Any]]) -> str:
     ``permanently_blocked``."""
     records = len({(e["module"], e["id"]) for e in entries})
     pairs = sum(1 for e in entries if e.get("field"))
+    whole = len(entries) - pairs  # one-field results list the record itself
     if not pairs:
         return f"{records:,} record(s)"
-    return f"{records:,} record(s), {pairs:,} (record, field) pair(s)"
+    if not whole:
+        return f"{records:,} record(s), {pairs:,} (record, field) pair(s)"
+    return f"{records:,} record(s), listed as {pairs:,} (record, field) pair(s) + {whole:,} record(s)"
 
 
 #: The heading of each outcome whose records are listed with Zoho's message.

@@ -160,6 +160,13 @@ def test_need_a_person_headings_count_records_and_show_field_pairs_as_such() -> 
     text = format_run_report(report)
     assert "Need a person (permanently_blocked, 3 record(s), 4 (record, field) pair(s)):" in text
     assert "  Leads 1 Secondary_Email" in text and "  Leads 3 Secondary_Email" in text
+    # with a one-field module beside it (the demo: Leads with two fields, Contacts with one)
+    report = build_run_report(FOUND, [two, result("Contacts", permanently_blocked=["1"], not_blocked=["9"])])
+    assert accounting_errors(report) == []
+    assert (
+        "Need a person (permanently_blocked, 4 record(s), listed as 4 (record, field) pair(s) + 1 record(s)):"
+        in format_run_report(report)
+    )
 
 
 def test_the_report_says_when_check_domain_stopped_asking_dns() -> None:
