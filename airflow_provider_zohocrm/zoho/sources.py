@@ -357,13 +357,18 @@ def sources_from_params(
             " max_map_length) and each holds one source: merge sources or split the run."
         )
     sources = [validate_source(raw, i, defaults=defaults, now=now) for i, raw in enumerate(listed)]
+    dns_options = parse_dns_options(params.get("dns_options")) or None
+    if any(source.check_domain for source in sources):
+        from airflow_provider_zohocrm.zoho.domains import DomainChecker  # dnspython only when used
+
+        DomainChecker.from_options(dns_options, build=True)  # a resolver that cannot be built fails here
     return RunSettings(
         conn_id=settings.conn_id,
         batch_size=settings.batch_size,
         dry_run=settings.dry_run,
         needs_person_tag=settings.needs_person_tag,
         sources=sources,
-        dns_options=parse_dns_options(params.get("dns_options")) or None,
+        dns_options=dns_options,
     )
 
 

@@ -309,6 +309,14 @@ def test_check_domain_needs_verify_emails_and_dns_options_are_checked_before_any
         sources_from_params({"sources": [{"module": "Leads", "view": "B", "check_domain": True}]})
     with pytest.raises(ZohoValidationError, match="dns_options: unknown DNS option"):
         sources_from_params({"sources": [{"module": "Leads", "all": True}], "dns_options": {"server": "x"}})
+    # issue 27 row 5: a nameserver that is not exactly an IP address fails the first task
+    with pytest.raises(ZohoValidationError, match="not an IP address"):
+        sources_from_params(
+            {
+                "sources": [{"module": "Leads", "all": True, "verify": "emails", "check_domain": True}],
+                "dns_options": {"nameservers": ["127.0.0.1 "]},
+            }
+        )
     settings = sources_from_params(
         {
             "sources": [{"module": "Leads", "all": True}, {"module": "Contacts", "view": "B"}],
