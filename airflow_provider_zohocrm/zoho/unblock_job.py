@@ -146,9 +146,8 @@ class UnblockPlan:
         if domain_check and mode == "emails":
             from airflow_provider_zohocrm.zoho.domains import DomainChecker  # dnspython only when used
 
-            DomainChecker.from_options(
-                dns, build=True
-            )  # a resolver that cannot be built fails before any call
+            # a resolver that cannot be built fails here, before any call
+            DomainChecker.from_options(dns, build=True)
         return cls(
             request=request,
             dry_run=parse_flag(dry_run, "dry_run"),
