@@ -9,8 +9,9 @@ from typing import Any
 
 from mkdocs.exceptions import PluginError
 
-#: A role as Markdown renders it: the role name, then the target as inline code (or a bare backtick).
-RAW_ROLE = re.compile(r":(?:py:)?(?:class|mod|func|meth|attr|data|exc|obj|const|ref|doc|term):(?:<code>|`)")
+#: A role as Markdown renders it: the role name, then the target as inline code (a role quoted in a code span,
+#: `<code>:class:`X`</code>`, is text about roles, not one).
+RAW_ROLE = re.compile(r":(?:py:)?(?:class|mod|func|meth|attr|data|exc|obj|const|ref|doc|term):<code>")
 
 
 def raw_roles(html: str) -> list[str]:

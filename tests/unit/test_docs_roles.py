@@ -94,3 +94,4 @@ def test_a_target_that_names_nothing_is_a_warning_and_private_ones_are_code(
 def test_the_build_check_finds_a_role_left_in_a_page() -> None:
     assert check.raw_roles("<p>Uses :class:<code>ZohoCRMClient</code> and <code>:param x:</code></p>")
     assert not check.raw_roles('<p>Uses <a href="#x"><code>ZohoCRMClient</code></a></p>')
+    assert not check.raw_roles("<p>Write <code>:class:`~.client.ZohoCRMClient`</code> in a docstring.</p>")
