@@ -13,9 +13,8 @@ cause and the fix, then Airflow's short traceback ending in the same line.
 
 from __future__ import annotations
 
-import logging
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_zohocrm.zoho.client import ZohoCRMClient, ZohoResponse
 from airflow_provider_zohocrm.zoho.errors import (
@@ -34,6 +33,14 @@ CONNECTION_FAILURES = (ZohoAuthError, ZohoConfigError, ZohoTransportError, ZohoR
 SCOPE_OPTIONAL_PURPOSES = frozenset({"modules"})
 
 
+class FailureLog(Protocol):
+    """What the client needs of a logger: the hook's (Airflow's structlog logger) or a ``logging.Logger``."""
+
+    def debug(self, event: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
+    def error(self, event: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
+
 def is_connection_failure(exc: ZohoCRMError, purpose: str = "") -> bool:
     """Whether ``exc`` is a failure of the connection a person must fix (not bad input, not an expected gap)."""
     if isinstance(exc, ZohoValidationError) or not isinstance(exc, CONNECTION_FAILURES):
@@ -49,9 +56,9 @@ class FailureReportingClient(ZohoCRMClient):
     :param conn_id: the connection's id, named in the line.
     """
 
-    def __init__(self, *args: Any, log: logging.Logger, conn_id: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, log: FailureLog, conn_id: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.failure_log = log
+        self.failure_log: FailureLog = log
         self.conn_id = conn_id
         #: False while the preflight runs: its checklist reports the failure itself
         self.report_failures = True

@@ -936,9 +936,8 @@ class TokenManager:
                 status=status,
                 code=error,
                 fix="Copy the client ID and secret of your Self Client from the Zoho API console into the"
-                " connection's login and password; if you log in to Zoho CRM on another domain than"
-                f" {dc.name!r}'s, set the connection's data_center to that one (a client exists in one data"
-                " center only).",
+                f" connection's login and password; if you log in to Zoho CRM elsewhere than {dc.web_url},"
+                " set the connection's data_center to that data center (a client exists in one only).",
             )
         if error == "invalid_code":
             return ZohoRefreshTokenError(
