@@ -197,16 +197,15 @@ class ZohoCRMHook(HttpHook):
     def client(self) -> FailureReportingClient:
         """The protocol client, built once per hook; its session is reused for every call."""
         settings = self.settings
-        return (
-            FailureReportingClient(  # a credential failure: one log line with its cause and fix (failures.py)
-                self.tokens,
-                self.session,
-                api_version=settings.api_version,
-                timeout=settings.timeout,
-                retry=self._retry_override or settings.retry,
-                log=self.log,
-                conn_id=self.zohocrm_conn_id,
-            )
+        # a credential or connection failure: one log line with its cause and fix (hooks/failures.py)
+        return FailureReportingClient(
+            self.tokens,
+            self.session,
+            api_version=settings.api_version,
+            timeout=settings.timeout,
+            retry=self._retry_override or settings.retry,
+            log=self.log,
+            conn_id=self.zohocrm_conn_id,
         )
 
     # -- operations ---------------------------------------------------------------------------------------

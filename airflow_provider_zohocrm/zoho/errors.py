@@ -51,8 +51,10 @@ class ZohoCRMError(Exception):
         return f"[{tag}]" if tag else ""
 
     def describe_cause(self) -> str:
-        """The cause and Zoho's status and code, without the fix (the preflight prints the fix on its own line)."""
-        return " ".join(part for part in (self.cause, self.tag()) if part)
+        """The cause and Zoho's status and code, without the fix (the preflight prints the fix on its own line);
+        what was added to the message since (the client's "gave up after 6 attempts") stays."""
+        cause = self.message.replace(f" Fix: {self.fix}", "", 1) if self.fix else self.message
+        return " ".join(part for part in (cause, self.tag()) if part)
 
     def __str__(self) -> str:
         return " ".join(part for part in (self.message, self.tag()) if part)
