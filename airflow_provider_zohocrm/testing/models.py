@@ -468,7 +468,7 @@ class OrgState:
         self._counters["credits_used"] += credits
 
     def count(self, counter: str, n: int = 1) -> None:
-        """Bump a named counter of :attr:`stats` (e.g. ``ids_sent``)."""
+        """Bump a named counter of :attr:`EmulatorBackend.stats <.backend.EmulatorBackend.stats>` (e.g. ``ids_sent``)."""
         self._counters[counter] = self._counters.get(counter, 0) + n
 
     def check_scope(self, token: AccessToken, *accepted: str) -> None:

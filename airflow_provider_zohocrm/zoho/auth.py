@@ -648,7 +648,9 @@ class TokenManager:
             raise self._grant_error({"error": blocked.get("code")}, int(blocked.get("status") or 200))
         note = f" (recorded in the token store; no new token is asked for {left:.0f} s more)"
         if kind == "rejected":
-            raise ZohoAuthError(_rejected(message) + note, status=401, code="INVALID_TOKEN")
+            raise ZohoAuthError(
+                _rejected(message) + note, status=401, code="INVALID_TOKEN", fix=DATA_CENTER_FIX
+            )
         raise ZohoTransportError(f"The last token request failed: {message}{note}")
 
     def _grant_and_share(self, *, replaces: str = "") -> AccessToken:
@@ -928,18 +930,23 @@ class TokenManager:
         dc = self.endpoints.data_center
         if error == "invalid_client":
             return ZohoInvalidClientError(
-                "Zoho rejected the client ID/secret (invalid_client). Check them, and check that the client"
-                f" was created in the {dc.name!r} data center ({self.endpoints.accounts_url}): a client of"
-                " another data center is unknown here.",
+                f"Zoho's {dc.name!r} accounts server ({self.endpoints.accounts_url}) rejected the connection's"
+                " client ID or secret (invalid_client): one is mistyped, or the client was created in another"
+                " data center.",
                 status=status,
                 code=error,
+                fix="Copy the client ID and secret of your Self Client from the Zoho API console into the"
+                f" connection's login and password; if you log in to Zoho CRM elsewhere than {dc.web_url},"
+                " set the connection's data_center to that data center (a client exists in one only).",
             )
         if error == "invalid_code":
             return ZohoRefreshTokenError(
-                "Zoho rejected the refresh token (invalid_code): it is wrong, revoked, or was issued for"
-                " another client or data center. Generate a new one with access_type=offline.",
+                "Zoho rejected the connection's refresh token (invalid_code): it was revoked, or is mistyped, or"
+                " was issued to another client or in another data center.",
                 status=status,
                 code=error,
+                fix="Generate a new refresh token with this client (README: 'Getting a refresh token') and put"
+                " it in the connection's extra refresh_token.",
             )
         text = f"{error} {description} {body.get('status', '')}".lower()
         if "access denied" in text or "too many requests" in text or "throttl" in text:
@@ -975,10 +982,16 @@ def _blocked(state: dict[str, Any], now: float) -> bool:
 
 def _rejected(message: str) -> str:
     return (
-        f"Zoho's API rejected an access token it had just issued ({message or 'INVALID_TOKEN'}). A new token"
-        " would be rejected too: check that the connection's data center and api_domain match the org (a token"
-        " from accounts.zoho.com is invalid on zohoapis.eu)."
+        f"Zoho's API rejected an access token it had just issued ({message or 'INVALID_TOKEN'}): the token comes"
+        " from another data center than the API domain it was sent to, so a new one would be rejected too."
     )
+
+
+#: What to do when the API domain and the token's data center disagree.
+DATA_CENTER_FIX = (
+    "Set the connection's data_center to the domain of your Zoho CRM login page (crm.zoho.eu: 'eu', and so on),"
+    " and remove any accounts_url/api_domain override from its extra."
+)
 
 
 def _host(url: str) -> str:
