@@ -119,9 +119,11 @@ class Claim:
     stale: bool = False  #: based on a read served from the process's cache, not by the Variable API
 
     def interleaves(self, other: Claim | None) -> bool:
-        """Both claimers read the Variable (from the API) before the other's claim landed: both may win."""
+        """Both claimers read the Variable (from the API) before the other's claim landed: both may win. A claim
+        never interleaves with itself (else every leased grant would excuse itself from I1, I3 and I5)."""
         return (
             other is not None
+            and other is not self
             and not (self.stale or other.stale)
             and self.based_on < other.version
             and other.based_on < self.version
@@ -494,11 +496,14 @@ class Sim:
             first, machine = self.fresh_rejections[0]
             # with Variable API errors the record may reach only the rejecting machine: one grant per machine
             shared = self.sc.variable_down is None and not self.sc.variable_fail_rate
+            # I5 counts the tokens the rejection cost: grants that delivered one, or may still (in flight). A
+            # grant that failed or went unanswered is I3's concern (nobody POSTs for its back-off window); the
+            # protocol carries the first 401 over it, so the grant after the back-off is still the one replacement.
             counted = [
                 p
                 for p in self.posts
                 if p.start > first
-                and p.behaviour not in ("503", "connect")
+                and (p.token is not None or (p.end is None and p.behaviour in ("ok", "slow")))
                 and (shared or p.machine == machine)
                 and not self.excused(actor, p)  # two claims that truly interleave: both may grant (as in I1)
             ]
@@ -507,7 +512,7 @@ class Sim:
             if self.now < first + BLOCKED_WINDOW and counted:
                 self.violations.append(
                     f"I5: a{actor.idx} grants again although a token Zoho had just granted was rejected at"
-                    f" t+{first - START:.1f} (already {len(counted)} grant(s) since)"
+                    f" t+{first - START:.1f} (already {len(counted)} token(s) granted since)"
                 )
 
     def excused(self, actor: Actor, other: Post) -> bool:
