@@ -429,7 +429,8 @@ class TokenManager:
             self.stats.memory_hits += 1
             return token
         # this machine's copy first (no Task API call)
-        local = self._decode(self._load_local()).get("token")
+        local_state = self._decode(self._load_local())
+        local = local_state.get("token")
         if (
             isinstance(local, AccessToken)
             and local.value not in self._rejected
@@ -441,7 +442,7 @@ class TokenManager:
             # process per machine makes the Task API calls of a cold start and the others read its copy.
             return self._refresh_now()
         state = self._load_state()
-        shared = state.get("token")
+        shared = None if _predates_rejection(state, local_state, now) else state.get("token")
         if (
             isinstance(shared, AccessToken)
             and shared.value not in self._rejected
@@ -571,7 +572,9 @@ class TokenManager:
                 return found
             state = self._load_state()
             for _ in range(5):
-                found = self._fresh_or_usable(state.get("token"))
+                found = None
+                if not _predates_rejection(state, local, self.clock()):
+                    found = self._fresh_or_usable(state.get("token"))
                 if found:
                     self._share_locally()
                     return found
@@ -609,7 +612,7 @@ class TokenManager:
         at_once = now - token.issued_at < REJECTED_AT_ONCE_SECONDS
         first_401 = str(where.get("replaces") or "")  # the token replaced one rejected at once
         if at_once and ((first_401 and not rejected.accepted) or rejected.final):
-            blocked = {"kind": "rejected", "message": first_401 or rejected.message}
+            blocked = {"kind": "rejected", "message": first_401 or rejected.message, "at": now}
             self._save_state(None, {**blocked, "until": now + REFUSAL_MEMORY_SECONDS})
             if rejected.final:
                 return None
@@ -983,6 +986,17 @@ def _holds(state: dict[str, Any], value: str) -> bool:
 def _blocked(state: dict[str, Any], now: float) -> bool:
     blocked = state.get("blocked") or {}
     return float(blocked.get("until") or 0) > now
+
+
+def _predates_rejection(state: dict[str, Any], local: dict[str, Any], now: float) -> bool:
+    """This machine's copy records a rejection at once (live) made after ``state``'s token was issued: that
+    token is the rejected one or older. The record's Variable write failed, so the shared store still holds
+    it; taking it (and copying it over the record) would grant again within the record's 10 minutes."""
+    token, blocked = state.get("token"), local.get("blocked") or {}
+    if not isinstance(token, AccessToken) or blocked.get("kind") != "rejected" or not _blocked(local, now):
+        return False
+    at = float(blocked.get("at") or float(blocked["until"]) - REFUSAL_MEMORY_SECONDS)
+    return token.issued_at <= at
 
 
 def _carried_401(state: dict[str, Any], now: float) -> dict[str, Any] | None:

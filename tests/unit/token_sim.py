@@ -117,6 +117,9 @@ class Claim:
     version: int  #: the version its claim wrote
     owner: str
     stale: bool = False  #: based on a read served from the process's cache, not by the Variable API
+    #: its lease was ended, while live, by another task's write whose read did not show it (no compare-and-set:
+    #: a claimer whose claim interleaved with another's saves over a lease claimed after its read)
+    ended_unseen: bool = False
 
     def interleaves(self, other: Claim | None) -> bool:
         """Both claimers read the Variable (from the API) before the other's claim landed: both may win. A claim
@@ -532,6 +535,8 @@ class Sim:
             return True
         if other.claim is not None and any(c.interleaves(other.claim) for c in claims):
             return True
+        if other.claim is not None and other.claim.ended_unseen:
+            return True  # its grant runs under no lease anyone can see: later claims are not ordered with it
         if other.failed_window and (
             other.record_lost or any(c.interleaves(other.claim) for c in self.owners.values())
         ):
@@ -618,6 +623,8 @@ class Sim:
                         f"I4: a{actor.idx} ended a{holder.actor}'s live lease with a write based on a read"
                         " that already showed it"
                     )
+                elif holder is not None and holder.actor != actor.idx:
+                    holder.ended_unseen = True
         if value is None:
             self.variables.pop(name, None)
         else:
