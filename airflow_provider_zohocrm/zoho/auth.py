@@ -442,7 +442,7 @@ class TokenManager:
             # process per machine makes the Task API calls of a cold start and the others read its copy.
             return self._refresh_now()
         state = self._load_state()
-        shared = None if _predates_rejection(state, local_state, now) else state.get("token")
+        shared = None if _behind_local(state, local_state, now) else state.get("token")
         if (
             isinstance(shared, AccessToken)
             and shared.value not in self._rejected
@@ -573,7 +573,7 @@ class TokenManager:
             state = self._load_state()
             for _ in range(5):
                 found = None
-                if not _predates_rejection(state, local, self.clock()):
+                if not _behind_local(state, local, self.clock()):
                     found = self._fresh_or_usable(state.get("token"))
                 if found:
                     self._share_locally()
@@ -674,7 +674,9 @@ class TokenManager:
         self._remember(token)
         return token
 
-    def _record_failure(self, exc: ZohoCRMError, *, first_401: dict[str, Any] | None = None) -> AccessToken | None:
+    def _record_failure(
+        self, exc: ZohoCRMError, *, first_401: dict[str, Any] | None = None
+    ) -> AccessToken | None:
         """Record a failed grant next to the token the store holds now (read again: another task may have saved
         one); that token if it is usable. Nobody asks Zoho again before the back-off ends. ``first_401``: the
         grant replaced a token rejected at once; the record keeps that 401, so the next grant (after the
@@ -988,12 +990,20 @@ def _blocked(state: dict[str, Any], now: float) -> bool:
     return float(blocked.get("until") or 0) > now
 
 
-def _predates_rejection(state: dict[str, Any], local: dict[str, Any], now: float) -> bool:
-    """This machine's copy records a rejection at once (live) made after ``state``'s token was issued: that
-    token is the rejected one or older. The record's Variable write failed, so the shared store still holds
-    it; taking it (and copying it over the record) would grant again within the record's 10 minutes."""
-    token, blocked = state.get("token"), local.get("blocked") or {}
-    if not isinstance(token, AccessToken) or blocked.get("kind") != "rejected" or not _blocked(local, now):
+def _behind_local(state: dict[str, Any], local: dict[str, Any], now: float) -> bool:
+    """The shared ``state`` is older than this machine's copy: the copy holds a token issued after the shared
+    one, or a live record of a rejection at once made after it was issued (the shared one is the rejected token
+    or older). A Variable write of this machine failed (Variable API errors) and the shared store still holds
+    what came before; taking its token, and copying it over the machine's copy, would undo the newer state and
+    let a rejection cost another grant."""
+    token = state.get("token")
+    if not isinstance(token, AccessToken) or not token.issued_at:
+        return False
+    mine = local.get("token")
+    if isinstance(mine, AccessToken) and mine.issued_at > token.issued_at:
+        return True
+    blocked = local.get("blocked") or {}
+    if blocked.get("kind") != "rejected" or not _blocked(local, now):
         return False
     at = float(blocked.get("at") or float(blocked["until"]) - REFUSAL_MEMORY_SECONDS)
     return token.issued_at <= at
