@@ -250,7 +250,7 @@ def _mutate(monkeypatch: pytest.MonkeyPatch, owner: type, method: str, old: str,
         compile(source.replace(old, new), inspect.getsourcefile(function) or "?", "exec"),
         function.__globals__,
         namespace,
-    )  # noqa: S102 - the real method, one line changed
+    )
     monkeypatch.setattr(owner, method, namespace[method])
 
 
