@@ -684,8 +684,9 @@ class TokenManager:
         now = self.clock()
         state = self._load_state()
         token = state.get("token") if isinstance(state.get("token"), AccessToken) else None
+        dropped = None
         if token is not None and token.value in self._rejected:
-            token = None  # Zoho's API rejected it: nobody should use it
+            dropped, token = token, None  # Zoho's API rejected it: nobody should use it
         blocked: dict[str, Any]
         if isinstance(exc, ZohoTokenThrottledError):
             blocked = {"kind": "throttled", "until": now + exc.retry_after}
@@ -696,6 +697,9 @@ class TokenManager:
             blocked = {"kind": "failed", "message": exc.message, "until": now + FAILED_GRANT_BACKOFF_SECONDS}
         if _blocked(state, now) and float(state["blocked"]["until"]) > float(blocked["until"]):
             blocked = state["blocked"]  # a longer block (a throttle) recorded meanwhile stays
+        if dropped is not None and dropped.issued_at:
+            # so that this machine's copy is never undone by the shared store's older state (_behind_local)
+            blocked = {**blocked, "dropped": dropped.issued_at}
         carried = first_401 or _carried_401(state, now)
         if carried:
             blocked = {**blocked, "first_401": carried}
@@ -992,21 +996,24 @@ def _blocked(state: dict[str, Any], now: float) -> bool:
 
 def _behind_local(state: dict[str, Any], local: dict[str, Any], now: float) -> bool:
     """The shared ``state`` is older than this machine's copy: the copy holds a token issued after the shared
-    one, or a live record of a rejection at once made after it was issued (the shared one is the rejected token
-    or older). A Variable write of this machine failed (Variable API errors) and the shared store still holds
-    what came before; taking its token, and copying it over the machine's copy, would undo the newer state and
-    let a rejection cost another grant."""
+    one, a live record of a rejection at once made after the shared token was issued, or a live failure record
+    whose writer dropped the shared token (or a later one) as rejected. A Variable write of this machine failed
+    (Variable API errors) and the shared store still holds what came before; taking its token, and copying it
+    over this machine's copy, would undo the record and let the machine grant again within it."""
     token = state.get("token")
     if not isinstance(token, AccessToken) or not token.issued_at:
         return False
     mine = local.get("token")
-    if isinstance(mine, AccessToken) and mine.issued_at > token.issued_at:
-        return True
-    blocked = local.get("blocked") or {}
-    if blocked.get("kind") != "rejected" or not _blocked(local, now):
+    if isinstance(mine, AccessToken) and (mine.issued_at > token.issued_at or mine.value == token.value):
+        return mine.value != token.value
+    if not _blocked(local, now):
         return False
-    at = float(blocked.get("at") or float(blocked["until"]) - REFUSAL_MEMORY_SECONDS)
-    return token.issued_at <= at
+    blocked = local["blocked"]
+    if blocked.get("kind") == "rejected":
+        at = blocked.get("at") or float(blocked["until"]) - REFUSAL_MEMORY_SECONDS  # older records: no "at"
+        return token.issued_at <= float(at)
+    dropped = blocked.get("dropped")  # issued_at of the token the record's writer dropped as rejected
+    return dropped is not None and token.issued_at <= float(dropped)
 
 
 def _carried_401(state: dict[str, Any], now: float) -> dict[str, Any] | None:
