@@ -264,6 +264,17 @@ BACKOFF = (
         initial_left=200.0,
     )
 )
+
+
+def test_an_early_refresh_waits_out_another_machines_failed_grant(tmp_path: Path) -> None:
+    """Issue 30's bug no test caught: machine A's early refresh gets HTTP 500 and records the back-off; machine
+    B, refreshing early within it, keeps the working token instead of asking Zoho again."""
+    sim = ts.replay(BACKOFF, [], tmp_path, max_pauses=0)
+    assert [(p.actor, p.machine, p.behaviour) for p in sim.posts] == [(0, 0, "500")]
+    assert [a.outcomes for a in sim.actors] == [[("ok", "")], [("ok", "")]]
+    assert sim.actors[1].tm.stats.refreshes == 0 and sim.actors[1].tm.stats.kept_tokens > 0
+
+
 CACHED_RECORD = ts.Scenario(  # B's claim fails (Variable down), so B grants without the lease and saves; A's
     # early refresh fails and records it from a read served by the process's cache: over B's fresh token
     "cached-failure-record",
