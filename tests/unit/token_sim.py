@@ -12,8 +12,9 @@ Each actor (a task) runs in a thread of its own, but only one runs at a time: an
 scheduler then picks who goes next, or moves the clock to the next wake-up. Every choice is an index into a
 list of options; the list of indices is the schedule, and replaying it replays the run exactly.
 
-The invariants (docs/ARCHITECTURE.md "What the simulation proves") are checked at the step that could break
-them. The oracle is this module's own model (who minted what, what Zoho accepts, who claimed the lease based on
+The invariants (docs/ARCHITECTURE.md, "Worst case in grants, per refresh: what the simulation checks") are
+checked at the step that could break them; ``test_the_simulation_catches_a_broken_protocol`` shows each one
+failing on a broken protocol. The oracle is this module's own model (who minted what, what Zoho accepts, who claimed the lease based on
 which read); it decodes the shared state but shares no logic with the code under test.
 """
 
