@@ -521,7 +521,10 @@ class Sim:
 
     def excused(self, actor: Actor, other: Post) -> bool:
         """Another grant in the same episode is allowed when the two claims truly interleaved, or when either
-        side refreshed without the lease (Variable API errors) on another machine."""
+        side refreshed without the lease (Variable API errors) on another machine. Never a POST made under the
+        very claim of ``other`` (the same task again in the same episode): a claim never excuses itself."""
+        if actor.claim is not None and actor.claim is other.claim:
+            return False
         if actor.claim is not None and actor.claim.interleaves(other.claim):
             return True
         # Two tasks whose claims interleaved both hold the lease, and either's save ends both: the other's grant
