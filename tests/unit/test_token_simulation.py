@@ -199,7 +199,9 @@ def test_a_claim_never_excuses_itself(tmp_path: Path) -> None:
     assert not sim.excused(sim.actors[1], failed), "a claim ordered after the failed grant's"
     sim.owners["theirs"] = sim.actors[1].claim = theirs
     assert sim.excused(sim.actors[1], failed), "two claims that truly interleaved"
-    assert not sim.excused(sim.actors[0], failed), "the same task again under its claim (one that interleaved)"
+    assert not sim.excused(sim.actors[0], failed), (
+        "the same task again under its claim (one that interleaved)"
+    )
 
 
 FAILED_REPLACEMENT = ts.Scenario(
