@@ -119,6 +119,15 @@ MUTATIONS: list[Mutation] = [
         "issue 30 seed 556: the Variable's older token is copied over this machine's rejection record",
     ),
     Mutation(
+        "failure-record-forgets-dropped-token",
+        AUTH,
+        'blocked = {**blocked, "dropped": dropped.issued_at}',
+        "pass",
+        (SIM_TESTS,),
+        "found_stay",
+        "issue 30 seed 4108: a failure record that dropped a rejected token is undone by the Variable's older state",
+    ),
+    Mutation(
         "single-flight-does-not-wait",
         AUTH,
         "with self._lease(wait=True, since=self._last_blob) as status:",
