@@ -75,9 +75,13 @@ def test_only_the_last_claim_can_commit_and_only_once() -> None:
     with pytest.raises(CoverageLostError, match=r"lost the coverage lease .* to run 'b'"):
         store(v, clock).commit(first, replace(first.state, read_this_cycle=1))
     store(v, clock).commit(second, replace(second.state, read_this_cycle=2))
-    with pytest.raises(CoverageLostError):
-        store(v, clock).commit(second, replace(second.state, read_this_cycle=3))  # a commit ends the lease
+    # a commit ends the lease: the same claim's second commit (a retried report) is a no-op, not a second write
+    before = dict(v.data)
+    store(v, clock).commit(second, replace(second.state, read_this_cycle=3))
+    assert v.data == before
     assert store(v, clock).read().read_this_cycle == 2
+    with pytest.raises(CoverageLostError):  # and the lost claim still cannot commit after it
+        store(v, clock).commit(first, replace(first.state, read_this_cycle=4))
 
 
 def test_a_lease_of_a_run_that_ended_is_taken_over_at_once() -> None:
@@ -111,6 +115,8 @@ def test_claims_and_checkpoints_round_trip_as_json() -> None:
     assert s.load_checkpoint("run-1", 1).pending(["101", "102", "201"]) == ["102"]
     merged = s.collect_checkpoints("run-1", range(3))
     assert len(merged.verdicts) == 6
+    assert len([k for k in v.data if k.startswith("zohocrm_coverage_ckpt_")]) == 3  # kept until the commit
+    s.delete_checkpoints("run-1", range(3))
     assert [k for k in v.data if k.startswith("zohocrm_coverage_ckpt_")] == []  # deleted once merged
 
 
