@@ -429,9 +429,10 @@ def test_scenario_9_a_busy_source_releases_the_claims_this_run_took(emulator: Zo
 
 
 def test_a_retried_task_reads_within_what_is_left_of_its_budget_in_calls(emulator: ZohoCRMEmulator) -> None:
-    """buried_soft records need two Emails pages each. A task with a budget of 6 calls reads three of them, then
-    fails on its unblock call; its retry has 0 calls left, not 6 - 3 records = 3."""
-    org = seed_email_org(emulator.backend, counts={"buried_soft": 6})
+    """deep_soft records (14 mails) listed oldest first need two Emails pages each. A task with a budget of 6
+    calls reads three of them, then fails on its unblock call; its retry has 0 calls left, not 6 - 3 records."""
+    org = seed_email_org(emulator.backend, counts={"deep_soft": 6})
+    emulator.backend.email_store.order = "oldest_first"
     ids = org.all_ids()
     v = DictVariables()
     coverage = {"dag_id": DAG, "key": "Leads.all", "conn_id": CONN, "now": 0.0, "min_hours_since_bounce": 0.0}
