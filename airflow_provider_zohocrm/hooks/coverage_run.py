@@ -384,7 +384,6 @@ class VariableCheckpoint:
 
     def load(self) -> dict[str, Decision]:
         data = self._data(self.key)
-        self._spent_before = int(data.get("spent") or 0)
         own = {rid: decision_from_json(rid, d) for rid, d in (data.get("decisions") or {}).items()}
         if self.plan_key is None:
             return own
@@ -394,9 +393,17 @@ class VariableCheckpoint:
         return {**{rid: d for rid, d in planned.items() if not d.send}, **own}
 
     def spent(self) -> int:
-        """Emails calls the earlier tries of this task spent."""
+        """Emails calls the earlier tries of this task spent. Under approval the plan task's calls count too,
+        less one per record the plan would send (those are read again): an approved run reads at most B plus
+        the plan's would-send records (scenario 7)."""
         if self._spent_before is None:
-            self._spent_before = int(self._data(self.key).get("spent") or 0)
+            data = self._data(self.key)
+            if "spent" in data or self.plan_key is None:
+                self._spent_before = int(data.get("spent") or 0)
+            else:
+                planned = self._data(self.plan_key)
+                sends = sum(1 for d in (planned.get("decisions") or {}).values() if d and d[0])
+                self._spent_before = max(int(planned.get("spent") or 0) - sends, 0)
         return self._spent_before
 
     def save(self, decisions: Mapping[str, Decision], report: UnblockReport) -> None:
@@ -448,14 +455,12 @@ def for_task(
 ) -> tuple[UnblockPlan, VariableCheckpoint | None]:
     """A mapped task's plan on the run's clock, and its checkpoint for retries.
 
-    - a run with ``dry_run``: none (it reads but writes nothing: C3);
-    - the approval's plan task (a dry run of a live run's group): a checkpoint of role ``plan``, so the unblock
-      task of the same group reuses its decisions (scenario 7);
+    - a dry run's task (a run with ``dry_run``, or the approval's plan task): a checkpoint of role ``plan``, so
+      a retried try reads no Emails list twice, and the unblock task of the same group (after an approval)
+      reuses its decisions (scenario 7); the report deletes it, so a dry run leaves every Variable as it was;
     - the unblock task: its own checkpoint, reading the plan's decisions too when there was a plan."""
     plan = replace(plan, now=float(coverage["now"]))
-    if coverage.get("dry_run"):
-        return plan, None
-    if plan.dry_run:
+    if coverage.get("dry_run") or plan.dry_run:
         return plan, task_checkpoint(coverage, run_id, map_index, variables, role=PLAN_ROLE)
     store = _store_of(coverage, variables)
     return plan, task_checkpoint(
