@@ -32,6 +32,7 @@ skew).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -100,6 +101,7 @@ class AirflowVariables:
         return DbVariable
 
 
+@functools.lru_cache(maxsize=4096)
 def _key(prefix: str, *parts: str) -> str:
     """A Variable key from parts: readable, sanitised, and unique (a hash of the raw parts when shortened)."""
     raw = "\x1f".join(parts)

@@ -84,6 +84,7 @@ class Org:
     #: Emails calls (pages) made tonight, and per record the nights its list was read
     pages_tonight: int = 0
     reads_tonight: dict[str, int] = field(default_factory=dict)
+    _cache: dict[Any, list[str]] = field(default_factory=dict)
 
     def add(self, now: float, n: int) -> None:
         for _ in range(n):
@@ -118,8 +119,16 @@ class Org:
                 rec.modified = now
         self.pages_tonight = 0
         self.reads_tonight = {}
+        self._cache = {}
 
     def candidates(self, source: dict[str, Any], now: float) -> list[str]:
+        key = (id(source), now, len(self.records), self.next_id)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = self._candidates(source, now)
+        return cached
+
+    def _candidates(self, source: dict[str, Any], now: float) -> list[str]:
         with_email = [rid for rid, r in self.records.items() if any(r.emails.values())]
         if source["kind"] == "view":
             return sorted((rid for rid in with_email if self.records[rid].in_view), key=int)
@@ -386,8 +395,8 @@ class Simulation:
         #: oracle: per coverage source key, the time each record was last judged in a live run's final save
         self.judged_at: dict[str, float] = {}
         self.too_young: list[tuple[str, str]] = []
-        #: per source key: (cycle, clean committed runs in it, largest module size in it)
-        self.cycle_runs: dict[str, tuple[int, int, int]] = {}
+        #: per source key: (cycle, clean committed runs in it, every id the source listed during it)
+        self.cycle_runs: dict[str, tuple[int, int, set[str]]] = {}
         self.read_in_cycle: dict[str, tuple[int, set[str]]] = {}
 
     def _sources(self, fields: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -443,15 +452,19 @@ class Simulation:
     def _coverage_sources(self) -> list[dict[str, Any]]:
         return [s for s in self.sources if coverage_run.uses_coverage(s)]
 
-    def _store(self, source: dict[str, Any]) -> CoverageStore:
-        return CoverageStore(DAG, coverage_run.source_key(source), self.variables, conn_id=CONN)
-
     def _states(self) -> dict[str, tuple[CoverageState, dict[str, Any] | None]]:
+        if not hasattr(self, "_keys"):
+            self._keys = {
+                coverage_run.source_key(s): CoverageStore(
+                    DAG, coverage_run.source_key(s), self.variables, conn_id=CONN
+                ).key
+                for s in self._coverage_sources()
+            }
         out = {}
-        for s in self._coverage_sources():
-            raw = self.variables.data.get(self._store(s).key)
+        for name, key in self._keys.items():
+            raw = self.variables.data.get(key)
             data = json.loads(raw) if raw else {}
-            out[coverage_run.source_key(s)] = (CoverageState.from_json(data.get("state")), data.get("lease"))
+            out[name] = (CoverageState.from_json(data.get("state")), data.get("lease"))
         return out
 
     # -- one night
@@ -479,20 +492,21 @@ class Simulation:
         self.manual_wrote = False
         run_id = f"scheduled__{number}"
         report_done = self._run(run_id, night, kind, reset)
+        after = self._states()
         # C6: the run leaves no lease it took (a report killed for good is exempt: its lease lapses)
-        for key, (state, lease) in self._states().items():
+        for key, (_state, lease) in after.items():
             if lease and lease.get("run_id") == run_id and report_done:
                 self.fail("C6", f"run {run_id} left its lease on {key}")
         if report_done is None:  # the run stopped before holding anything (busy, failed plan): nothing changed
-            for key, (_state, lease) in self._states().items():
+            for key, (_state, lease) in after.items():
                 if lease and lease.get("run_id") == run_id:
                     self.fail("C6", f"run {run_id} failed at its plan and kept its lease on {key}")
         # C3: a dry run and a rejected plan change no stored state
         if kind in ("dry_run", "rejected") and report_done and not v.fired and not self.manual_wrote and v.data != before:
             changed = sorted(k for k in set(v.data) | set(before) if v.data.get(k) != before.get(k))
             self.fail("C3", f"a {kind} changed {changed}")
-        self._check_states(states_before, night)
-        lease_left = [k for k, (_s, lease) in self._states().items() if lease]
+        self._check_states(states_before, after, night)
+        lease_left = [k for k, (_s, lease) in after.items() if lease]
         if lease_left:
             night.notes.append(f"leases left on {lease_left}")
 
@@ -666,16 +680,19 @@ class Simulation:
                 if again:
                     self.fail("C5", f"{key}: {again[:5]} planned again in cycle {cycle}")
 
-    def _check_states(self, before: dict[str, tuple[CoverageState, Any]], night: Night) -> None:
+    def _check_states(
+        self, before: dict[str, tuple[CoverageState, Any]], after: dict[str, tuple[CoverageState, Any]], night: Night
+    ) -> None:
         """C4 (nothing marked read without a verdict) and C1 (a cycle ends within its bound) per source."""
         for s in self._coverage_sources():
             key = coverage_run.source_key(s)
-            state, _lease = self._states()[key]
+            state, _lease = after[key]
             old_state = before[key][0]
             ids = self.org.candidates(s, self.now)
             budget = int(s["max_email_checks"])
+            changed = state != old_state
             # C4: a record newly marked read tonight (in this cycle or the next one's early part) was judged tonight
-            if state.to_json() != old_state.to_json():
+            if changed:
                 from airflow_provider_zohocrm.zoho.coverage import _in_ranges
 
                 same_cycle = state.cycle == old_state.cycle and state.cycle_started_at == old_state.cycle_started_at
@@ -700,18 +717,20 @@ class Simulation:
             cycle, seen = self.read_in_cycle.get(key, (state.cycle, set()))
             if cycle != state.cycle or state.cycle_started_at != old_state.cycle_started_at:
                 seen = set()
-            seen = seen | {r for r in ids if state.is_covered(int(r))}
+            if changed or not seen:
+                seen = seen | {r for r in ids if state.is_covered(int(r))}
             self.read_in_cycle[key] = (state.cycle, seen)
             # C1: within ceil(N / ceil(B/2)) + 1 clean runs of the cycle's start (due records take <= half)
-            c, runs, size = self.cycle_runs.get(key, (state.cycle, 0, 0))
+            c, runs, listed = self.cycle_runs.get(key, (state.cycle, 0, set()))
             if c != state.cycle or state.cycle_started_at != old_state.cycle_started_at:
-                runs, size = 0, 0
+                runs, listed = 0, set()
             clean = night.kind in ("live", "approved") and not night.faults
-            if clean and state.to_json() != old_state.to_json():
+            if clean and changed:
                 runs += 1
-            size = max(size, len(ids))
-            self.cycle_runs[key] = (state.cycle, runs, size)
-            bound = math.ceil(size / math.ceil(budget / 2)) + 1
+            listed = listed | set(ids)  # N: every record the source listed during the cycle
+            self.cycle_runs[key] = (state.cycle, runs, listed)
+            pages = sum(self.org.records[r].pages if r in self.org.records else 1 for r in listed)
+            bound = math.ceil(pages / math.ceil(budget / 2)) + 1
             if runs > bound:
                 self.fail("C1", f"{key}: cycle {state.cycle} not over after {runs} clean runs (bound {bound})")
 
