@@ -77,7 +77,9 @@ def source_key(source: Mapping[str, Any]) -> str:
     kind = str(source.get("kind"))
     if kind == "all":
         since = _SINCE.search(str(source.get("query") or ""))
-        return f"{source.get('module')}.all.since_{since.group(1)}" if since else f"{source.get('module')}.all"
+        return (
+            f"{source.get('module')}.all.since_{since.group(1)}" if since else f"{source.get('module')}.all"
+        )
     what = str(source.get("view") or source.get("cvid") or source.get("query") or "")
     digest = hashlib.sha256(what.encode()).hexdigest()[:10]
     return f"{source.get('module')}.{kind}.{digest}" if what else f"{source.get('module')}.{kind}"
@@ -97,7 +99,9 @@ def _store_of(
     info: Mapping[str, Any], variables: Variables | None, options: Mapping[str, Any] | None = None
 ) -> CoverageStore:
     conn = info.get("conn_id")
-    return _store(str(info["dag_id"]), str(info["key"]), None if conn is None else str(conn), variables, options)
+    return _store(
+        str(info["dag_id"]), str(info["key"]), None if conn is None else str(conn), variables, options
+    )
 
 
 # -- 1. plan ----------------------------------------------------------------------------------------------------
@@ -333,7 +337,10 @@ def verdicts_of(report: UnblockReport, min_hours: float, now: float) -> RunCheck
             # per field (both email fields): read only if every field was judged
             deferrals = [
                 _deferral(
-                    report.field_reasons.get(f"{rid} {f}"), report.field_details.get(f"{rid} {f}"), min_hours, now
+                    report.field_reasons.get(f"{rid} {f}"),
+                    report.field_details.get(f"{rid} {f}"),
+                    min_hours,
+                    now,
                 )
                 for f, word in words.items()
                 if word == Outcome.DEFERRED.value
@@ -388,7 +395,8 @@ class VariableCheckpoint:
         if self.plan_key is None:
             return own
         planned = {
-            rid: decision_from_json(rid, d) for rid, d in (self._data(self.plan_key).get("decisions") or {}).items()
+            rid: decision_from_json(rid, d)
+            for rid, d in (self._data(self.plan_key).get("decisions") or {}).items()
         }
         return {**{rid: d for rid, d in planned.items() if not d.send}, **own}
 
@@ -514,7 +522,9 @@ def finish_source(
     return after, summary
 
 
-def discard_source(store: CoverageStore, info: Mapping[str, Any], run_id: str, map_indexes: Iterable[int]) -> None:
+def discard_source(
+    store: CoverageStore, info: Mapping[str, Any], run_id: str, map_indexes: Iterable[int]
+) -> None:
     """A run that commits nothing (a dry run, a rejected plan): the lease released, the Variable as it was before
     the claim (C3, C6), and any checkpoint of the run removed (an approval's plan task wrote them)."""
     store.release(Claim.from_json(dict(info["claim"])))
@@ -552,7 +562,10 @@ def finish_sources(
         if group.get("coverage"):
             by_key.setdefault(str(group["coverage"]["key"]), []).append(i)
     task_credits: dict[int, int] = {}
-    for tasks in (results, planned or ()):  # planned: an approval's plan tasks (same groups, same map indexes)
+    for tasks in (
+        results,
+        planned or (),
+    ):  # planned: an approval's plan tasks (same groups, same map indexes)
         for i, result in enumerate(tasks):
             if result and isinstance(result.get("credits_spent"), int):
                 task_credits[i] = task_credits.get(i, 0) + int(result["credits_spent"])
@@ -695,22 +708,22 @@ __all__ = [
     "NIGHT_SECONDS",
     "PLAN_ROLE",
     "CoverageConfigError",
-    "dedupe_after_cut",
-    "discard_source",
-    "for_task",
-    "take_claim",
     "NightResult",
     "VariableCheckpoint",
     "decision_from_json",
     "decision_to_json",
+    "dedupe_after_cut",
+    "discard_source",
     "finish_source",
     "finish_sources",
+    "for_task",
     "group_reference",
     "plan_source",
     "plan_sources",
     "run_source_once",
     "runs_per_cycle",
     "source_key",
+    "take_claim",
     "task_checkpoint",
     "uses_coverage",
     "verdicts_of",

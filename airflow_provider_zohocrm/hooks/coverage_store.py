@@ -342,7 +342,9 @@ class CoverageStore:
             self.delete_checkpoints(run_id, indexes)
         return merged
 
-    def delete_checkpoints(self, run_id: str, map_indexes: Iterable[int], roles: Iterable[str] = ("",)) -> None:
+    def delete_checkpoints(
+        self, run_id: str, map_indexes: Iterable[int], roles: Iterable[str] = ("",)
+    ) -> None:
         """Remove a run's checkpoint Variables (those that exist)."""
         for i in map_indexes:
             for role in roles:

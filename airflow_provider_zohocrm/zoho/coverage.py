@@ -54,7 +54,9 @@ class Verdict:
     due: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("done", "deferred", "retry") or (self.kind == "deferred") != (self.due is not None):
+        if self.kind not in ("done", "deferred", "retry") or (self.kind == "deferred") != (
+            self.due is not None
+        ):
             raise ValueError("a Verdict is 'done', 'retry', or 'deferred' with a due time")
 
 
@@ -206,7 +208,9 @@ def plan_run(state: CoverageState, candidates: Iterable[str], budget: int | None
     in_fresh = set(fresh)
     if completes and left > 0:
         # the slice reached the end with budget left: the due records it did not take, then the next cycle
-        more = [rid for rid in due_ids[len(due) :] if int(rid) not in in_fresh][: int(min(left, len(due_ids)))]
+        more = [rid for rid in due_ids[len(due) :] if int(rid) not in in_fresh][
+            : int(min(left, len(due_ids)))
+        ]
         due += more
         left -= len(more)
         taken |= {int(rid) for rid in more}
@@ -242,7 +246,9 @@ def apply_outcomes(
     strikes = {rid: n for rid, n in state.strikes.items() if rid in deferred}
     covered = list(state.covered)
     read = state.read_this_cycle
-    for rid in plan.due:  # rechecks: done -> leaves the list; deferred again -> new due time; no verdict -> stays
+    for (
+        rid
+    ) in plan.due:  # rechecks: done -> leaves the list; deferred again -> new due time; no verdict -> stays
         verdict = verdicts.get(rid)
         if verdict is None:
             continue

@@ -79,7 +79,9 @@ class RunResult:
     reads: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
-def settings_of(sources: list[dict[str, Any]], **params: Any) -> tuple[dict[int, dict[str, Any]], list[Source]]:
+def settings_of(
+    sources: list[dict[str, Any]], **params: Any
+) -> tuple[dict[int, dict[str, Any]], list[Source]]:
     settings = sources_from_params({"sources": sources, **params})
     return {s.index: s.to_dict() for s in settings.sources}, list(settings.sources)
 
@@ -233,7 +235,9 @@ def coverage_vars(variables: DictVariables) -> dict[str, str]:
 
 
 def state_of(variables: DictVariables, key_part: str) -> dict[str, Any]:
-    (key,) = [k for k in variables.data if k.startswith("zohocrm_coverage_") and "ckpt" not in k and key_part in k]
+    (key,) = [
+        k for k in variables.data if k.startswith("zohocrm_coverage_") and "ckpt" not in k and key_part in k
+    ]
     return dict(json.loads(variables.data[key]))
 
 
@@ -241,7 +245,13 @@ def all_ids(em: ZohoCRMEmulator) -> list[str]:
     return sorted(em.backend.records("Leads"), key=int)
 
 
-ROLLING = {"module": "Leads", "all": True, "verify": "emails", "max_email_checks": 10, "min_hours_since_bounce": 24}
+ROLLING = {
+    "module": "Leads",
+    "all": True,
+    "verify": "emails",
+    "max_email_checks": 10,
+    "min_hours_since_bounce": 24,
+}
 
 
 def read_ids(result: RunResult) -> set[str]:
@@ -314,8 +324,13 @@ def test_scenario_5_a_record_outside_the_slice_goes_to_the_sweep_source(emulator
 def test_dedupe_after_cut_keeps_the_slice_with_its_rolling_source() -> None:
     planned = [
         {"source": 0, "module": "Leads", "ids": ["1", "2", "3"]},  # a view listed first
-        {"source": 1, "module": "Leads", "ids": ["2", "4"], "coverage": {"key": "Leads.all"}, "addresses": {
-            "2": {"Email": "a@x"}, "4": {"Email": "b@x"}}},
+        {
+            "source": 1,
+            "module": "Leads",
+            "ids": ["2", "4"],
+            "coverage": {"key": "Leads.all"},
+            "addresses": {"2": {"Email": "a@x"}, "4": {"Email": "b@x"}},
+        },
         {"source": 2, "module": "Contacts", "ids": ["2"]},
     ]
     out = dedupe_after_cut(planned)
@@ -327,7 +342,9 @@ def test_dedupe_after_cut_keeps_the_slice_with_its_rolling_source() -> None:
 # -- scenario 6: the commit's write fails once; the retried report applies the run's verdicts ------------------
 
 
-def test_scenario_6_a_retried_report_applies_the_verdicts_of_a_failed_commit(emulator: ZohoCRMEmulator) -> None:
+def test_scenario_6_a_retried_report_applies_the_verdicts_of_a_failed_commit(
+    emulator: ZohoCRMEmulator,
+) -> None:
     emulator.backend.add_many_records("Leads", 30)
     ids = all_ids(emulator)
     v = FailingVariables()
@@ -340,7 +357,9 @@ def test_scenario_6_a_retried_report_applies_the_verdicts_of_a_failed_commit(emu
     assert read_ids(second) == set(ids[10:20]), "the next night re-read what the first night read"
 
 
-def test_scenario_6_a_commit_stored_before_a_failed_cleanup_is_not_applied_twice(emulator: ZohoCRMEmulator) -> None:
+def test_scenario_6_a_commit_stored_before_a_failed_cleanup_is_not_applied_twice(
+    emulator: ZohoCRMEmulator,
+) -> None:
     emulator.backend.add_many_records("Leads", 30)
     v = FailingVariables()
     run_dag(emulator, v, [ROLLING], "n1")
@@ -378,7 +397,9 @@ def test_scenario_7_an_approved_run_rereads_only_the_records_it_would_send(emula
 
 
 @pytest.mark.parametrize("how", ["reject", "dry_run"])
-def test_scenario_8_a_reset_that_is_not_committed_changes_nothing(emulator: ZohoCRMEmulator, how: str) -> None:
+def test_scenario_8_a_reset_that_is_not_committed_changes_nothing(
+    emulator: ZohoCRMEmulator, how: str
+) -> None:
     emulator.backend.add_many_records("Leads", 30)
     v = DictVariables()
     run_dag(emulator, v, [ROLLING], "n1")

@@ -1,7 +1,7 @@
 """A many-nights simulation of rolling coverage (issue 26), in the style of ``token_sim.py``: the real coverage
 code (the pure model ``zoho/coverage.py``, the store ``hooks/coverage_store.py`` and the run wiring
 ``hooks/coverage_run.py``: ``plan_sources``, ``dedupe_after_cut``, ``for_task`` and its ``VariableCheckpoint``,
-``finish_sources``) over 60 nights of a seeded random org, with the invariants C1–C6 of docs/large-orgs.md checked
+``finish_sources``) over 60 nights of a seeded random org, with the invariants C1-C6 of docs/large-orgs.md checked
 after every night.
 
 What is simulated, not real (for speed; the HTTP path is covered by tests/emulator/test_coverage_*.py):
@@ -109,7 +109,7 @@ class Org:
         self.add(now, rng.choice((0, 0, 1, 2, 4)))
         for rid in rng.sample(sorted(self.records), k=min(len(self.records), rng.choice((0, 0, 1, 2)))):
             del self.records[rid]
-        for rid, rec in self.records.items():
+        for rec in self.records.values():
             if rng.random() < 0.06:
                 f = rng.choice(self.fields)
                 if rec.emails.get(f) and rec.blocked[f] is None:
@@ -133,7 +133,9 @@ class Org:
         if source["kind"] == "view":
             return sorted((rid for rid in with_email if self.records[rid].in_view), key=int)
         if "Modified_Time" in str(source.get("query")):
-            return sorted((rid for rid in with_email if self.records[rid].modified >= now - 10 * DAY), key=int)
+            return sorted(
+                (rid for rid in with_email if self.records[rid].modified >= now - 10 * DAY), key=int
+            )
         return sorted(with_email, key=int)
 
 
@@ -244,7 +246,9 @@ class SimJob:
                 continue
             wanted = [f for f in self.fields if rec.emails.get(f)]
             if not wanted:
-                decisions[rid] = Decision(rid, settled={f: FieldDecision(Outcome.NOT_BLOCKED) for f in self.fields})
+                decisions[rid] = Decision(
+                    rid, settled={f: FieldDecision(Outcome.NOT_BLOCKED) for f in self.fields}
+                )
                 continue
             pages = rec.pages if left is None else min(rec.pages, left)
             if pages:
@@ -278,7 +282,9 @@ class SimJob:
             for rid in ids:
                 d = decisions.get(rid)
                 if d is None:
-                    ledger[rid] = dict.fromkeys(self.fields, (None, None, "not checked: an Emails check failed"))
+                    ledger[rid] = dict.fromkeys(
+                        self.fields, (None, None, "not checked: an Emails check failed")
+                    )
                 else:
                     ledger[rid] = self._settled(d, pending="checked, not unblocked")
             self._fold(report, ids, ledger)
@@ -293,7 +299,9 @@ class SimJob:
         if faults.kill_after_verify and not plan.dry_run:
             raise _Killed
         for rid in ids:
-            ledger[rid] = self._settled(decisions[rid], pending="dry run: would be sent" if plan.dry_run else None)
+            ledger[rid] = self._settled(
+                decisions[rid], pending="dry run: would be sent" if plan.dry_run else None
+            )
         if plan.dry_run:
             self._fold(report, ids, ledger)
             report.would_send = {"+".join(self.fields): [rid for rid in ids if decisions[rid].send]}
@@ -348,7 +356,9 @@ class SimJob:
                 outcome, details, reason = slot[name]
                 report.add(rid, outcome, None, details=details, reason=reason)
             if len(self.fields) > 1:
-                report.fields[rid] = {f: (o.value if o is not None else "pending") for f, (o, _d, _r) in slot.items()}
+                report.fields[rid] = {
+                    f: (o.value if o is not None else "pending") for f, (o, _d, _r) in slot.items()
+                }
                 for f, (o, d, r) in slot.items():
                     if r:
                         report.field_reasons[f"{rid} {f}"] = r
@@ -423,7 +433,9 @@ class Simulation:
         if rng.random() < 0.35:
             chosen.append({**base, "kind": "view", "view": "Bounced", "max_email_checks": rng.randint(2, 6)})
         if rng.random() < 0.35:
-            chosen.append({**base, "kind": "all", "query": query, "verify": "sweep", "max_email_checks": None})
+            chosen.append(
+                {**base, "kind": "all", "query": query, "verify": "sweep", "max_email_checks": None}
+            )
         rng.shuffle(chosen)
         return [{**s, "index": i} for i, s in enumerate(chosen)]
 
@@ -478,7 +490,9 @@ class Simulation:
         self.now = T0 + number * DAY + rng.uniform(-600, 600)
         self.org.night(self.now)
         roll = rng.random()
-        kind = "live" if roll < 0.72 else "dry_run" if roll < 0.8 else "approved" if roll < 0.92 else "rejected"
+        kind = (
+            "live" if roll < 0.72 else "dry_run" if roll < 0.8 else "approved" if roll < 0.92 else "rejected"
+        )
         reset = rng.random() < 0.03
         night = Night(number, kind, reset)
         self.history.append(night)
@@ -497,12 +511,20 @@ class Simulation:
         for key, (_state, lease) in after.items():
             if lease and lease.get("run_id") == run_id and report_done:
                 self.fail("C6", f"run {run_id} left its lease on {key}")
-        if report_done is None:  # the run stopped before holding anything (busy, failed plan): nothing changed
+        if (
+            report_done is None
+        ):  # the run stopped before holding anything (busy, failed plan): nothing changed
             for key, (_state, lease) in after.items():
                 if lease and lease.get("run_id") == run_id:
                     self.fail("C6", f"run {run_id} failed at its plan and kept its lease on {key}")
         # C3: a dry run and a rejected plan change no stored state
-        if kind in ("dry_run", "rejected") and report_done and not v.fired and not self.manual_wrote and v.data != before:
+        if (
+            kind in ("dry_run", "rejected")
+            and report_done
+            and not v.fired
+            and not self.manual_wrote
+            and v.data != before
+        ):
             changed = sorted(k for k in set(v.data) | set(before) if v.data.get(k) != before.get(k))
             self.fail("C3", f"a {kind} changed {changed}")
         self._check_states(states_before, after, night)
@@ -518,7 +540,12 @@ class Simulation:
         for s in self.sources:
             found.append({"source": s["index"], "module": "Leads", "ids": self.org.candidates(s, self.now)})
         by_index = {s["index"]: s for s in self.sources}
-        opts = {"settle_seconds": 0.0, "sleep": _no_sleep, "clock": self._clock, "lease_seconds": self.lease_seconds}
+        opts = {
+            "settle_seconds": 0.0,
+            "sleep": _no_sleep,
+            "clock": self._clock,
+            "lease_seconds": self.lease_seconds,
+        }
         try:
             planned = coverage_run.plan_sources(
                 found,
@@ -575,7 +602,9 @@ class Simulation:
         budget = sum(int(s["max_email_checks"]) for s in self._coverage_sources())
         allowed = budget + (would_send if kind == "approved" else 0)
         if self.org.pages_tonight > allowed and not v.fired:  # a failed checkpoint write loses a try's count
-            self.fail("C5", f"{self.org.pages_tonight} Emails calls tonight, budget {budget}, allowed {allowed}")
+            self.fail(
+                "C5", f"{self.org.pages_tonight} Emails calls tonight, budget {budget}, allowed {allowed}"
+            )
         for attempt in range(2):  # the report task, retried once
             try:
                 coverage_run.finish_sources(
@@ -603,7 +632,9 @@ class Simulation:
                     return False
         return False
 
-    def _task(self, run_id: str, i: int, group: dict[str, Any], dry: bool, night: Night) -> dict[str, Any] | None:
+    def _task(
+        self, run_id: str, i: int, group: dict[str, Any], dry: bool, night: Night
+    ) -> dict[str, Any] | None:
         """One mapped task with Airflow's retries (3 tries); None when it failed for good (or was killed)."""
         rng = self.rng
         request = UnblockRequest(group["module"], list(group["record_ids"]), list(group["unblock_fields"]), 4)
@@ -681,7 +712,10 @@ class Simulation:
                     self.fail("C5", f"{key}: {again[:5]} planned again in cycle {cycle}")
 
     def _check_states(
-        self, before: dict[str, tuple[CoverageState, Any]], after: dict[str, tuple[CoverageState, Any]], night: Night
+        self,
+        before: dict[str, tuple[CoverageState, Any]],
+        after: dict[str, tuple[CoverageState, Any]],
+        night: Night,
     ) -> None:
         """C4 (nothing marked read without a verdict) and C1 (a cycle ends within its bound) per source."""
         for s in self._coverage_sources():
@@ -695,7 +729,9 @@ class Simulation:
             if changed:
                 from airflow_provider_zohocrm.zoho.coverage import _in_ranges
 
-                same_cycle = state.cycle == old_state.cycle and state.cycle_started_at == old_state.cycle_started_at
+                same_cycle = (
+                    state.cycle == old_state.cycle and state.cycle_started_at == old_state.cycle_started_at
+                )
                 advanced = state.cycle == old_state.cycle + 1
                 for rid in ids:
                     n = int(rid)
@@ -712,7 +748,9 @@ class Simulation:
                     else:  # a reset: a new cycle from nothing
                         was, now_read = False, state.is_covered(n)
                     if now_read and not was and self.judged_at.get(rid, -math.inf) < self.now - 1:
-                        self.fail("C4", f"{key}: {rid} marked read in cycle {state.cycle} without a verdict tonight")
+                        self.fail(
+                            "C4", f"{key}: {rid} marked read in cycle {state.cycle} without a verdict tonight"
+                        )
             # bookkeeping of what each cycle read (C5)
             cycle, seen = self.read_in_cycle.get(key, (state.cycle, set()))
             if cycle != state.cycle or state.cycle_started_at != old_state.cycle_started_at:
@@ -732,7 +770,9 @@ class Simulation:
             pages = sum(self.org.records[r].pages if r in self.org.records else 1 for r in listed)
             bound = math.ceil(pages / math.ceil(budget / 2)) + 1
             if runs > bound:
-                self.fail("C1", f"{key}: cycle {state.cycle} not over after {runs} clean runs (bound {bound})")
+                self.fail(
+                    "C1", f"{key}: cycle {state.cycle} not over after {runs} clean runs (bound {bound})"
+                )
 
 
 def _no_sleep(_seconds: float) -> None:

@@ -5,6 +5,8 @@ tests/emulator/test_coverage_scenarios.py."""
 
 from __future__ import annotations
 
+import itertools
+
 from airflow_provider_zohocrm.hooks.coverage_run import verdicts_of
 from airflow_provider_zohocrm.zoho.coverage import (
     RETRY_BASE_SECONDS,
@@ -59,7 +61,7 @@ def test_scenario_2_dead_domains_back_off_and_never_starve_the_slice() -> None:
     }
     for rid in dead:
         gaps = [b - a for a, b in zip(reads[rid], reads[rid][1:], strict=False)]
-        assert all(later >= earlier for earlier, later in zip(gaps, gaps[1:], strict=False)), (rid, gaps)
+        assert all(later >= earlier for earlier, later in itertools.pairwise(gaps)), (rid, gaps)
         assert not gaps or gaps[0] >= DAY
     assert any(len(reads[rid]) >= 2 for rid in dead)
 
@@ -76,7 +78,9 @@ def test_due_records_take_at_most_half_the_budget_and_the_slice_advances() -> No
     plan = plan_run(state, ids, 8, T0)
     assert len(plan.due) == 4 and plan.fresh == ("11", "12", "13", "14")
     # at the cycle's end the slice's unused budget goes to the other due records
-    end = CoverageState(covered=((1, 38),), read_this_cycle=38, deferred={str(i): T0 - 1 for i in range(1, 11)})
+    end = CoverageState(
+        covered=((1, 38),), read_this_cycle=38, deferred={str(i): T0 - 1 for i in range(1, 11)}
+    )
     plan = plan_run(end, ids, 8, T0)
     assert plan.fresh == ("39", "40") and len(plan.due) == 6
 

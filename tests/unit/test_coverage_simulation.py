@@ -1,5 +1,5 @@
 """The many-nights simulation of rolling coverage (``coverage_sim.py``): 1,000 seeded histories of 60 nights keep
-C1–C6 (docs/large-orgs.md), and for each invariant a deliberately broken variant of the real code (a mutant,
+C1-C6 (docs/large-orgs.md), and for each invariant a deliberately broken variant of the real code (a mutant,
 monkeypatched in) is caught by the simulation under that invariant's name (issue 30: a simulation that stops
 catching it fails here)."""
 
@@ -44,7 +44,9 @@ def _slow_slice(monkeypatch: pytest.MonkeyPatch) -> None:
     """C1: the slice reads one record a run whatever the budget (the cycle takes N runs)."""
     real = coverage_run.plan_run
     monkeypatch.setattr(
-        coverage_run, "plan_run", lambda state, ids, budget, now: real(state, ids, 1 if budget else budget, now)
+        coverage_run,
+        "plan_run",
+        lambda state, ids, budget, now: real(state, ids, 1 if budget else budget, now),
     )
 
 
