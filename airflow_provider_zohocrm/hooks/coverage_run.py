@@ -134,10 +134,8 @@ def _plan_from_json(data: Mapping[str, Any]) -> RunPlan:
 def take_claim(store: CoverageStore, run_id: str, now: float, *, reset_first: bool, dry_run: bool) -> Claim:
     """The run's hold on a source: a lease (a live run), or nothing written (a dry run reads the stored state; a
     reset run plans from a fresh one, applied at its commit only: scenario 8)."""
-    if dry_run:
-        return store.peek(run_id)
-    if reset_first:
-        return store.peek(run_id, fresh_state=reset(now))
+    if dry_run or reset_first:
+        return store.peek(run_id, fresh_state=reset(now) if reset_first else None)
     return store.claim(run_id)
 
 

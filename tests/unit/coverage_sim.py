@@ -26,6 +26,7 @@ A failing seed raises :class:`InvariantBroken` with the history so far; ``python
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import random
@@ -36,7 +37,7 @@ from typing import Any
 
 from airflow_provider_zohocrm.hooks import coverage_run
 from airflow_provider_zohocrm.hooks.coverage_store import CoverageBusyError, CoverageLostError, CoverageStore
-from airflow_provider_zohocrm.zoho.coverage import CoverageState, due_share
+from airflow_provider_zohocrm.zoho.coverage import CoverageState, _in_ranges, due_share
 from airflow_provider_zohocrm.zoho.emails import BUDGET_REASON
 from airflow_provider_zohocrm.zoho.per_field import PRECEDENCE
 from airflow_provider_zohocrm.zoho.sources import Source, plan_groups
@@ -106,8 +107,8 @@ class Org:
     def night(self, now: float) -> None:
         """A day of the org: records added and deleted, bounces arriving, records edited."""
         rng = self.rng
-        self.add(now, rng.choice((0, 0, 1, 2, 4)))
-        for rid in rng.sample(sorted(self.records), k=min(len(self.records), rng.choice((0, 0, 1, 2)))):
+        self.add(now, rng.choice((0, 0, 1, 1, 2, 3)))
+        for rid in rng.sample(sorted(self.records), k=min(len(self.records), rng.choice((0, 0, 1, 1, 2)))):
             del self.records[rid]
         for rec in self.records.values():
             if rng.random() < 0.06:
@@ -397,7 +398,7 @@ class Simulation:
         fields = ("Email", "Secondary_Email") if rng.random() < 0.4 else ("Email",)
         self.org = Org(random.Random(seed * 7919 + 1), fields)
         self.now = T0
-        self.org.add(self.now, rng.randint(8, 40))
+        self.org.add(self.now, rng.randint(6, 30))
         self.variables = SimVariables()
         self.lease_seconds = rng.choice((20 * HOUR, 30 * HOUR))
         self.sources = self._sources(fields)
@@ -725,38 +726,44 @@ class Simulation:
             ids = self.org.candidates(s, self.now)
             budget = int(s["max_email_checks"])
             changed = state != old_state
-            # C4: a record newly marked read tonight (in this cycle or the next one's early part) was judged tonight
+            # C4: a record newly marked read tonight (in this cycle or the next one's early part) was judged tonight.
+            # Only ids inside a range that is new tonight can be newly read.
             if changed:
-                from airflow_provider_zohocrm.zoho.coverage import _in_ranges
-
                 same_cycle = (
                     state.cycle == old_state.cycle and state.cycle_started_at == old_state.cycle_started_at
                 )
                 advanced = state.cycle == old_state.cycle + 1
-                for rid in ids:
-                    n = int(rid)
-                    if rid in state.deferred:  # inside a range, due later: skipped by design
+                if same_cycle:
+                    old_ranges = set(old_state.covered) | set(old_state.next_covered)
+                elif advanced:
+                    old_ranges = set(old_state.next_covered)
+                else:  # a reset: a new cycle from nothing
+                    old_ranges = set()
+                ints = [int(r) for r in ids]
+                for lo, hi in (*state.covered, *state.next_covered):
+                    if (lo, hi) in old_ranges:
                         continue
-                    if same_cycle:
-                        was = old_state.is_covered(n)
-                        now_read = state.is_covered(n)
-                        if _in_ranges(state.next_covered, n) and not _in_ranges(old_state.next_covered, n):
-                            now_read, was = True, False
-                    elif advanced:
-                        was = _in_ranges(old_state.next_covered, n)
-                        now_read = state.is_covered(n)
-                    else:  # a reset: a new cycle from nothing
-                        was, now_read = False, state.is_covered(n)
-                    if now_read and not was and self.judged_at.get(rid, -math.inf) < self.now - 1:
-                        self.fail(
-                            "C4", f"{key}: {rid} marked read in cycle {state.cycle} without a verdict tonight"
+                    for i in range(bisect.bisect_left(ints, lo), bisect.bisect_right(ints, hi)):
+                        rid, n = ids[i], ints[i]
+                        was_read = (same_cycle and old_state.is_covered(n)) or (
+                            (same_cycle or advanced) and _in_ranges(old_state.next_covered, n)
                         )
+                        if rid in state.deferred or was_read:  # a deferral inside a range: by design
+                            continue
+                        if self.judged_at.get(rid, -math.inf) < self.now - 1:
+                            self.fail(
+                                "C4",
+                                f"{key}: {rid} marked read in cycle {state.cycle} without a verdict tonight",
+                            )
             # bookkeeping of what each cycle read (C5)
             cycle, seen = self.read_in_cycle.get(key, (state.cycle, set()))
             if cycle != state.cycle or state.cycle_started_at != old_state.cycle_started_at:
                 seen = set()
+            seen = set(seen)
             if changed or not seen:
-                seen = seen | {r for r in ids if state.is_covered(int(r))}
+                ints = [int(r) for r in ids]
+                for lo, hi in state.covered:
+                    seen |= set(ids[bisect.bisect_left(ints, lo) : bisect.bisect_right(ints, hi)])
             self.read_in_cycle[key] = (state.cycle, seen)
             # C1: within ceil(N / ceil(B/2)) + 1 clean runs of the cycle's start (due records take <= half)
             c, runs, listed = self.cycle_runs.get(key, (state.cycle, 0, set()))
