@@ -389,6 +389,7 @@ class VariableCheckpoint:
 
     def load(self) -> dict[str, Decision]:
         data = self._data(self.key)
+        self._spent_before = None  # a new try (the same object may serve several: run_source_once)
         own = {rid: decision_from_json(rid, d) for rid, d in (data.get("decisions") or {}).items()}
         if self.plan_key is None:
             return own
