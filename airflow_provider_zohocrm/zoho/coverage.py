@@ -68,7 +68,8 @@ def retry_due(strikes: int, now: float) -> float:
     """When a record read ``strikes`` times in a row with a ``retry`` verdict is due again: a day after the first,
     then 2, 4, 8 days, at most :data:`RETRY_MAX_SECONDS` (C2: such records never take a run's whole budget, so
     the back-off only saves credits)."""
-    return now + min(RETRY_BASE_SECONDS * 2 ** max(strikes - 1, 0), RETRY_MAX_SECONDS)
+    backoff: float = RETRY_BASE_SECONDS * float(2 ** max(strikes - 1, 0))
+    return now + min(backoff, RETRY_MAX_SECONDS)
 
 
 @dataclass(frozen=True)
