@@ -409,6 +409,7 @@ class Simulation:
         #: per source key: (cycle, clean committed runs in it, every id the source listed during it)
         self.cycle_runs: dict[str, tuple[int, int, set[str]]] = {}
         self.read_in_cycle: dict[str, tuple[int, set[str]]] = {}
+        self._parsed: dict[tuple[str, str | None], tuple[CoverageState, Any]] = {}
 
     def _sources(self, fields: tuple[str, ...]) -> list[dict[str, Any]]:
         rng = self.rng
@@ -476,8 +477,15 @@ class Simulation:
         out = {}
         for name, key in self._keys.items():
             raw = self.variables.data.get(key)
+            hit = self._parsed.get((name, raw))
+            if hit is not None:
+                out[name] = hit
+                continue
             data = json.loads(raw) if raw else {}
             out[name] = (CoverageState.from_json(data.get("state")), data.get("lease"))
+            if len(self._parsed) > 32:
+                self._parsed.clear()
+            self._parsed[(name, raw)] = out[name]  # the next night starts from this text
         return out
 
     # -- one night
