@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from airflow_provider_zohocrm.zoho.addresses import addresses_by_id
+from airflow_provider_zohocrm.zoho.addresses import addresses_by_id, fields_to_read
 from airflow_provider_zohocrm.zoho.emails import (
     BUDGET_REASON,
     BounceCheck,
@@ -141,6 +141,13 @@ class UnblockPlan:
         )
         mode = parse_verify(verify)
         hours, checks = parse_emails_options(mode, min_hours_since_bounce, max_email_checks, strict=strict)
+        domain_check = parse_flag(check_domain if check_domain is not None else False, "check_domain")
+        dns = parse_dns_options(dns_options) or None
+        if domain_check and mode == "emails":
+            from airflow_provider_zohocrm.zoho.domains import DomainChecker  # dnspython only when used
+
+            # a resolver that cannot be built fails here, before any call
+            DomainChecker.from_options(dns, build=True)
         return cls(
             request=request,
             dry_run=parse_flag(dry_run, "dry_run"),
@@ -149,8 +156,8 @@ class UnblockPlan:
             max_email_checks=checks,
             needs_person_tag=parse_tag(needs_person_tag),
             addresses=parse_addresses(addresses, request.unblock_fields),
-            check_domain=parse_flag(check_domain if check_domain is not None else False, "check_domain"),
-            dns_options=parse_dns_options(dns_options),
+            check_domain=domain_check,
+            dns_options=dns,
         )
 
     @property
@@ -406,7 +413,7 @@ def read_addresses(
     per 50 ids. Returns the addresses (a record Zoho did not return is left out) and the calls made."""
     found: dict[str, dict[str, str | None]] = {}
     calls = 0
-    names = ", ".join(fields)
+    names = ", ".join(fields_to_read(module, fields))  # the record's other address too: it costs nothing
     for start in range(0, len(record_ids), ADDRESS_READ_CHUNK):
         chunk = record_ids[start : start + ADDRESS_READ_CHUNK]
         query = f"select id, {names} from {module} where id in ({', '.join(chunk)})"
@@ -428,7 +435,14 @@ def check_emails(
     request = plan.request
     fields = tuple(request.unblock_fields)
     budget = CallBudget(plan.max_email_checks)
-    now = datetime.fromtimestamp(plan.now if plan.now is not None else client.server_time(), UTC)
+    domains = DomainChecker.from_options(plan.dns_options, build=True) if plan.check_domain else None
+    fixed_now = plan.now
+
+    def now() -> datetime:
+        """Zoho's clock, read when a record's list has been read: by then Zoho has answered this task at least
+        once, so the client knows the offset of Zoho's ``Date`` (before any answer it only knows ours)."""
+        return datetime.fromtimestamp(fixed_now if fixed_now is not None else client.server_time(), UTC)
+
     given = plan.addresses or {}
     addresses = {rid: dict(given[rid]) for rid in request.record_ids if rid in given}
     missing = [rid for rid in request.record_ids if rid not in addresses]
@@ -439,7 +453,6 @@ def check_emails(
             raise VerifyFailed(exc) from None
         report.read_calls += calls
         addresses.update(read)
-    domains = DomainChecker.from_options(plan.dns_options) if plan.check_domain else None
     checks: dict[str, dict[str, BounceCheck]] = {}
     errors: dict[str, str] = {}
 
@@ -455,6 +468,7 @@ def check_emails(
             now=now,
             min_hours_since_bounce=plan.min_hours_since_bounce,
             budget=budget,
+            record_addresses=own,
         )
         if domains is not None:
             result = domains.apply_all(result, own)
@@ -476,11 +490,11 @@ def check_emails(
         pool.run(request.record_ids, check, done, failed, _ignore)
     except _CallFailed as stop:
         report.email_checks = budget.spent
-        report.dns_queries = domains.queries if domains is not None else 0
+        _note_dns(report, domains)
         decided = {rid: decide(rid) for rid in request.record_ids if rid in checks}
         raise VerifyFailed(stop.error, decided, errors) from None
     report.email_checks = budget.spent
-    report.dns_queries = domains.queries if domains is not None else 0
+    _note_dns(report, domains)
     tally: dict[str, int] = {}
     for result in checks.values():
         for name, one in result.items():
@@ -494,6 +508,15 @@ def check_emails(
         ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items(), key=lambda kv: -kv[1])),
     )
     return [decide(rid) for rid in request.record_ids]
+
+
+def _note_dns(report: UnblockReport, domains: Any) -> None:
+    """``check_domain``'s cost into the report, and whether it stopped asking (consecutive timeouts)."""
+    if domains is None:
+        return
+    report.dns_queries = domains.queries
+    report.dns_stopped = domains.stopped
+    report.dns_unchecked = domains.unchecked
 
 
 def _ignore(_item: Any) -> None:
