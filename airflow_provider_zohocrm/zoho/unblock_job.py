@@ -731,9 +731,13 @@ def tag_needs_person(
 class Checkpoint(Protocol):
     """Where a task keeps what its tries learnt (rolling coverage: an Airflow Variable per mapped task). A retried
     try reads the Emails list only of records without a saved decision, and sends the saved ``send`` decisions
-    again (a record unblocked by the earlier try answers ``already_unblocked``)."""
+    again (a record unblocked by the earlier try answers ``already_unblocked``). ``spent()``: the Emails-list
+    calls the earlier tries made (the budget's one unit), so a retry reads within what is left of
+    ``max_email_checks``. A dry run with a checkpoint (an approval's plan task) saves its decisions only."""
 
     def load(self) -> Mapping[str, Decision]: ...
+
+    def spent(self) -> int: ...
 
     def save(self, decisions: Mapping[str, Decision], report: UnblockReport) -> None: ...
 
@@ -760,15 +764,17 @@ def _verify(
     report: UnblockReport,
     log: Logger,
     known: Mapping[str, Decision],
+    spent: int = 0,
 ) -> list[Decision]:
     """The verify step, reusing ``known`` decisions (an earlier try's): only the other records are read, within
-    what is left of the Emails budget."""
+    what is left of the Emails budget (``spent``: the Emails calls the earlier tries made)."""
     request = plan.request
-    if not known:
+    if not known and not spent:
         return VERIFIERS[plan.verify](client, plan, pool, report, log)  # type: ignore[arg-type]
     todo = [rid for rid in request.record_ids if rid not in known]
     log.info("Reusing %d decision(s) of an earlier try; %d record(s) left to verify.", len(known), len(todo))
-    left = None if plan.max_email_checks is None else max(plan.max_email_checks - len(known), 0)
+    # one unit: Emails-list calls, the ones the earlier tries made counted against the same budget
+    left = None if plan.max_email_checks is None else max(plan.max_email_checks - spent, 0)
     sub = replace(plan, request=replace(request, record_ids=todo), max_email_checks=left)
     try:
         fresh = (
@@ -811,6 +817,13 @@ def _plan_only(report: UnblockReport, plan: UnblockPlan, decisions: Sequence[Dec
         report.planned_calls += 1
 
 
+def _reads_only(plan: UnblockPlan, report: UnblockReport) -> UnblockReport:
+    """A report with no outcome yet, carrying the Emails calls this try made (the checkpoint counts them)."""
+    out = plan.new_report()
+    out.email_checks = report.email_checks
+    return out
+
+
 def run_unblock(
     client: ZohoCRMClient | None,
     plan: UnblockPlan,
@@ -828,8 +841,9 @@ def run_unblock(
     ``verify="none"``/``"sweep"`` a dry run makes no call at all (``client`` may be None).
     A failed Zoho call raises :class:`UnblockJobFailed` with the report: ids decided before it keep their
     outcome, the others are ``pending`` with the reason (a retry is safe).
-    ``checkpoint`` (not with a dry run): decisions of an earlier try are reused (no second Emails read); this
-    try's decisions are saved after the verify step, and with the report's outcomes at the end, failed or not."""
+    ``checkpoint``: decisions of an earlier try are reused (no second Emails read), within what is left of the
+    budget; this try's decisions are saved after the verify step, and with the report's outcomes at the end,
+    failed or not (a dry run saves after the verify step only: an approval's plan, reused by the unblock task)."""
     log = log or _log
     pool = CallPool(max_parallel)
     report = plan.new_report()
@@ -840,16 +854,15 @@ def run_unblock(
         raise ValueError("verify='emails' reads from Zoho: a client is needed, even for a dry run")
     ledger = _Ledger(request.record_ids, request.unblock_fields)
     fields = ledger.fields
-    if plan.dry_run:
-        checkpoint = None
     wanted = set(request.record_ids)
     known = (
         {rid: d for rid, d in _read_decisions(checkpoint.load()).items() if rid in wanted}
         if checkpoint is not None
         else {}
     )
+    spent = checkpoint.spent() if checkpoint is not None else 0
     try:
-        decisions = _verify(client, plan, pool, report, log, known)
+        decisions = _verify(client, plan, pool, report, log, known, spent)
     except VerifyFailed as stop:
         for rid in request.record_ids:
             decision = stop.decided.get(rid)
@@ -864,7 +877,7 @@ def run_unblock(
         raise UnblockJobFailed(stop.error, report) from None
     by_id = _read_decisions({d.record_id: d for d in decisions})
     if checkpoint is not None:  # the reads, before any unblock call (no outcome yet: no coverage verdict)
-        checkpoint.save(by_id, plan.new_report())
+        checkpoint.save(by_id, _reads_only(plan, report))
     _settle_decisions(ledger, decisions)
     if plan.dry_run:
         for decision in decisions:
