@@ -221,7 +221,14 @@ def find_candidates(
         now=hook.client.server_time(),
     )
     by_index = {s.index: s for s in sources}
-    kept, repeated = dedupe_candidates([(by_index[int(e["source"])], e["ids"]) for e in cut])
+    from airflow_provider_zohocrm.hooks import coverage_run
+
+    if hasattr(coverage_run, "dedupe_after_cut"):  # a rolling source keeps the slice it planned (issue 26)
+        deduped = coverage_run.dedupe_after_cut(cut)
+        kept = [(by_index[int(e["source"])], list(e["ids"])) for e in deduped]
+        repeated = {int(e["source"]): int(e.get("repeated") or 0) for e in deduped}
+    else:
+        kept, repeated = dedupe_candidates([(by_index[int(e["source"])], e["ids"]) for e in cut])
     cipher = address_cipher(hook) if addresses else None
     found = []
     for entry, (source, ids) in zip(cut, kept, strict=True):
