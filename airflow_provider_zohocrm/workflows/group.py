@@ -9,8 +9,6 @@ which renders nothing.
 
 from __future__ import annotations
 
-import ipaddress
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,30 +39,14 @@ def approval_operator() -> type[Any] | None:
 
 
 def check_dns_options(value: Any) -> dict[str, Any] | None:
-    """The resolver of ``check_domain``, a deployment choice: nameservers are IP addresses (no URL, no host name,
-    no spaces), port 1-65535, timeout > 0 seconds. Raises ValueError naming the value."""
+    """The resolver of ``check_domain``, a deployment choice, checked by ``zoho/params.parse_dns_options`` (the one
+    rule: nameservers are IP addresses, no URL, no host name, no spaces; port 1-65535; timeout > 0). None: the
+    system's resolver. Raises ValueError naming the value."""
     try:
         options = parse_dns_options(value)
     except ZohoValidationError as exc:
         raise ValueError(str(exc)) from None
-    if options is None:
-        return None
-    for server in options.get("nameservers") or []:
-        try:
-            ipaddress.ip_address(server)
-        except ValueError:
-            raise ValueError(
-                f"dns_options: nameserver {server!r} is not an IP address (a URL or host name is refused)."
-            ) from None
-    timeout = options.get("timeout", 5.0)
-    if (
-        not isinstance(timeout, int | float)
-        or isinstance(timeout, bool)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise ValueError(f"dns_options: timeout must be a number of seconds > 0, not {timeout!r}.")
-    return options
+    return dict(options) if options else None
 
 
 @dataclass(frozen=True)
