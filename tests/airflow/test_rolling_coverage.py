@@ -109,7 +109,7 @@ import json, sys
 from dataclasses import replace
 from airflow_provider_zohocrm.hooks.coverage_run import source_key
 from airflow_provider_zohocrm.hooks.coverage_store import Claim, CoverageStore
-store = CoverageStore("zoho_unblock_bounced_emails", source_key({"module": "Leads", "kind": "all"}), settle_seconds=0.05)
+store = CoverageStore("zoho_unblock_bounced_emails", source_key({"module": "Leads", "kind": "all"}), settle_seconds=0.05, conn_id="zohocrm_default")
 if sys.argv[1] == "claim":
     print(json.dumps(store.claim("scheduled__2026-12-05T00:00:00+00:00").to_json()))
 elif sys.argv[1] == "commit":
