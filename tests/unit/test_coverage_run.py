@@ -126,7 +126,7 @@ def task_reads_everything(
 
 
 def stored(v: DictVariables) -> CoverageStore:
-    return CoverageStore(DAG, "Leads.all", v, conn_id=CONN, **FAST)
+    return CoverageStore(DAG, "Leads.all", v, conn_id=CONN, settle_seconds=0.0)
 
 
 def test_a_source_without_a_budget_has_no_rolling_coverage() -> None:
