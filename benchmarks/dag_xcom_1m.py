@@ -2,12 +2,16 @@
 memory (issue 18: bounded XCom at 1M records). Prints a Markdown table.
 
     PYTHONPATH=$PWD python -m benchmarks.dag_xcom_1m [--records 1000000] [--blocked 2000] [--verify sweep]
+        [--max-report-mb 250]
 
 A fresh Airflow home (SQLite), an api-server, and ``airflow dags test --use-executor``: each task runs in a
 LocalExecutor process of its own. While the run goes, the benchmark polls ``/proc`` for the task processes (the
 Task SDK titles them ``airflow worker -- <task instance id>``) and keeps each one's peak resident memory
 (``VmHWM``); a task that ends between two polls (every 50 ms) is missed and shown as ``-``. The XCom sizes are
 read from the metadata DB after the run (every key of a task, summed). The emulator runs in this process.
+
+``--max-report-mb``: exit 1 when the report task's peak exceeds it, or was missed (issue 25: at most 250 MB at
+1,000,000 records; the report is the one task whose memory grows with the whole module).
 """
 
 from __future__ import annotations
@@ -126,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--blocked", type=int, default=2_000)
     parser.add_argument("--verify", default="sweep", choices=["sweep", "none"])
+    parser.add_argument("--max-report-mb", type=float, default=None, help="fail above this report peak RSS")
     args = parser.parse_args(argv)
     r = run(args.records, args.blocked, args.verify)
     print(
@@ -140,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         size, keys = r["xcom"].get(t["task"], (0, 0))
         rss = t["peak_rss_mb"] if t["peak_rss_mb"] is not None else "-"
         print(f"| {t['task']} | {t['state']} | {size:,} ({keys}) | {rss} |")
+    if args.max_report_mb is not None:
+        peak = next((t["peak_rss_mb"] for t in r["tasks"] if t["task"] == "report"), None)
+        verdict = "PASS" if peak is not None and peak <= args.max_report_mb else "FAIL"
+        print()
+        print(
+            f"report peak RSS: {peak if peak is not None else 'missed'} MB (at most {args.max_report_mb:g}): {verdict}"
+        )
+        return 0 if verdict == "PASS" else 1
     return 0
 
 

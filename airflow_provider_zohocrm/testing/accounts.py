@@ -9,6 +9,7 @@ the oldest). The CRM side asks this module whether an ``Authorization`` header i
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -29,6 +30,13 @@ from .routing import route
 
 if TYPE_CHECKING:
     from .backend import EmulatorBackend
+
+
+def token_fingerprint(token: str) -> str:
+    """How the admin endpoints name a token: the first 8 hex digits of its SHA-256. ``/_emulator/stats`` is
+    unauthenticated, and a refresh token shown there would be enough to call the revoke endpoint."""
+    return hashlib.sha256(token.encode()).hexdigest()[:8]
+
 
 THROTTLED = {
     "error": "Access Denied",

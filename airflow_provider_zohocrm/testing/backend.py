@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 # Every service module registers its routes on import. A new service: add it to this import (its mixin class,
 # if it keeps state, to EmulatorBackend's bases) and give each handler a @route(...) line.
 from . import accounts, admin, coql, crm, emails, settings, tags, unblock  # noqa: F401
-from .accounts import AccountsService
+from .accounts import AccountsService, token_fingerprint
 from .admin import TOO_MANY, FaultService
 from .coql import CoqlError, CoqlQuery, Predicate, parse_coql
 from .crm import CrmService
@@ -151,7 +151,10 @@ class EmulatorBackend(
                 **dict(self._counters.items()),
                 "peak_concurrency": self._peak,
                 "in_flight": self._in_flight,
-                "token_issue_times": {rt: list(s.issue_times) for rt, s in self._refresh.items()},
+                # named by fingerprint: the stats endpoint is unauthenticated (issue 31)
+                "token_issue_times": {
+                    token_fingerprint(rt): list(s.issue_times) for rt, s in self._refresh.items()
+                },
                 "faults_pending": len(self._faults),
                 "credits_by_endpoint": dict(self._credits_by_endpoint),
                 "coql_max_reach": self._coql_max_reach,

@@ -911,7 +911,7 @@ class TokenManager:
             raise self._grant_error(body, response.status_code)
         self._mask(str(access_token))
         api_domain = self.endpoints.api_domain_override or check_token_api_domain(
-            str(body.get("api_domain") or self.endpoints.data_center.api_domain), self.endpoints.data_center
+            str(body.get("api_domain") or self.endpoints.data_center.api_domain), self.endpoints
         )
         return AccessToken(
             value=str(access_token),

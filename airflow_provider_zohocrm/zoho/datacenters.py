@@ -187,6 +187,11 @@ class Endpoints:
     def revoke_url(self) -> str:
         return f"{self.accounts_url}/oauth/v2/token/revoke"
 
+    @property
+    def accounts_on_loopback(self) -> bool:
+        """True when the connection sends its grants to a loopback accounts server (the emulator, a proxy)."""
+        return is_loopback_host(urlsplit(self.accounts_url).hostname or "")
+
 
 def resolve_endpoints(
     data_center: str | None = None, accounts_url: str | None = None, api_domain: str | None = None
@@ -198,16 +203,25 @@ def resolve_endpoints(
     return Endpoints(data_center=dc, accounts_url=accounts, api_domain_override=override)
 
 
-def check_token_api_domain(api_domain: str, dc: DataCenter) -> str:
+def check_token_api_domain(api_domain: str, endpoints: Endpoints) -> str:
     """Check the ``api_domain`` a token response names against the connection's data center.
 
-    A mismatch means the refresh token was issued in another data center than the connection says:
-    the API would answer INVALID_TOKEN for every call, so say what to fix instead.
+    A loopback ``api_domain`` is followed only when the connection's own accounts server is on loopback (the
+    emulator, a local proxy: the connection editor chose it). An answer from a real accounts server that names
+    a loopback host is refused before any call: the token would go to whatever listens on that port of the
+    worker, not to Zoho. A host of another data center means the refresh token was issued there: the API would
+    answer INVALID_TOKEN for every call, so say what to fix instead.
     """
+    dc = endpoints.data_center
     safe = ensure_safe_url(api_domain, "api_domain returned by Zoho")
     host = urlsplit(safe).hostname or ""
     if is_loopback_host(host):
-        return safe
+        if endpoints.accounts_on_loopback:
+            return safe
+        raise ZohoConfigError(
+            f"Zoho's accounts server {endpoints.accounts_url} returned api_domain {safe!r}, a loopback host,"
+            " not a Zoho host: refusing to send the token to it."
+        )
     expected = dc.zoho_suffixes
     if not any(host == s or host.endswith("." + s) for s in expected):
         other = next(

@@ -7,10 +7,15 @@ or reported twice, so the DAG can fail the run instead of printing totals that d
 
 from __future__ import annotations
 
+import heapq
+from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
+from airflow_provider_zohocrm.zoho.id_packing import ARRAY_MAX, IdArray, id_count, record_int, unpack_id_ints
 from airflow_provider_zohocrm.zoho.per_field import PRECEDENCE
 from airflow_provider_zohocrm.zoho.unblock import NEEDS_PERSON_OUTCOMES, Outcome, field_lines
 
@@ -61,17 +66,20 @@ def build_run_report(
     :returns: ``modules`` (order of first appearance), ``found``/``counts``/``ids`` per module, run totals,
         ``needs_person`` with details, and ``lost``/``extra``/``twice`` per module (empty when all adds up).
     """
-    found_ids: dict[str, list[str]] = {}
+    found_ids: dict[str, _FoundIds] = {}
     sources: list[dict[str, Any]] = []
     for entry in found:
         module = str(entry["module"])
-        found_ids.setdefault(module, []).extend(str(i) for i in entry.get("ids", []))
+        entry_ids = entry.get("ids", [])
+        found_ids.setdefault(module, _FoundIds()).add(entry_ids)
         sources.append(
-            {k: entry.get(k) for k in ("source", "module", "repeated")} | {"found": len(entry.get("ids", []))}
+            {k: entry.get(k) for k in ("source", "module", "repeated")} | {"found": id_count(entry_ids)}
         )
     modules = list(found_ids)
     counts: dict[str, dict[str, int]] = {m: dict.fromkeys(_outcomes(), 0) for m in modules}
-    ids: dict[str, dict[str, list[str]]] = {m: {o: [] for o in _outcomes()} for m in modules}
+    # module → outcome → ids, 8 bytes each: no reference to a result's lists is kept, so a caller may hand the
+    # results over one at a time (a million ids as str in lists take about 80 MB)
+    ids: dict[str, dict[str, IdArray]] = {m: {o: IdArray() for o in _outcomes()} for m in modules}
     pending: dict[str, list[str]] = {m: [] for m in modules}
     pending_reasons: dict[str, str] = {}
     details: dict[str, dict[str, Any]] = {}
@@ -91,12 +99,12 @@ def build_run_report(
         module = str(result.get("module") or "")
         if module not in counts:  # a module nobody searched: still shown, and flagged below as extra ids
             modules.append(module)
-            found_ids.setdefault(module, [])
+            found_ids.setdefault(module, _FoundIds())
             counts[module] = dict.fromkeys(_outcomes(), 0)
-            ids[module] = {o: [] for o in _outcomes()}
+            ids[module] = {o: IdArray() for o in _outcomes()}
             pending[module] = []
         for outcome, outcome_ids in (result.get("ids") or {}).items():
-            ids[module].setdefault(outcome, []).extend(str(i) for i in outcome_ids)
+            ids[module].setdefault(outcome, IdArray()).extend(outcome_ids)
             counts[module][outcome] = counts[module].get(outcome, 0) + len(outcome_ids)
         pending[module].extend(str(i) for i in result.get("pending") or [])
         reasons = result.get("pending_reasons") or {}
@@ -125,12 +133,11 @@ def build_run_report(
     extra: dict[str, list[str]] = {}
     twice: dict[str, list[str]] = {}
     for module in modules:
-        reported = Counter(rid for outcome_ids in ids[module].values() for rid in outcome_ids)
-        reported.update(pending[module])
-        wanted = set(found_ids[module])
-        lost[module] = sorted(wanted - set(reported), key=_id_key)
-        extra[module] = sorted(set(reported) - wanted, key=_id_key)
-        twice[module] = sorted((rid for rid, n in reported.items() if n > 1), key=_id_key)
+        tally = found_ids[module].tally()
+        for outcome_ids in ids[module].values():
+            tally.report_all(outcome_ids)
+        tally.report_all(pending[module])
+        lost[module], extra[module], twice[module] = tally.lost(), tally.extra(), tally.twice()
     # per record (one field), or per (record, field) with that field's bounce details; in module order
     needs_person: dict[str, list[dict[str, Any]]] = {
         outcome: [] for outcome in sorted(o.value for o in NEEDS_PERSON_OUTCOMES)
@@ -150,8 +157,8 @@ def build_run_report(
     return {
         "modules": modules,
         "sources": sources,
-        "found": {m: len(found_ids[m]) for m in modules},
-        "found_total": sum(len(v) for v in found_ids.values()),
+        "found": {m: found_ids[m].count for m in modules},
+        "found_total": sum(v.count for v in found_ids.values()),
         "counts": counts,
         "ids": ids,
         "pending": pending,
@@ -282,12 +289,15 @@ MESSAGE_HEADINGS = {"not_allowed": "Not allowed by Zoho", "error": "Errors"}
 def _messages_by_outcome(report: Mapping[str, Any]) -> dict[str, list[str]]:
     """The ``module:id`` keys of the per-record messages, grouped by the record's outcome (``not_allowed``,
     ``error``, then any other), so each is printed under its own heading."""
-    outcome_of = {
-        f"{module}:{rid}": outcome
-        for module, by_outcome in report["ids"].items()
-        for outcome, outcome_ids in by_outcome.items()
-        for rid in outcome_ids
-    }
+    keys = set(report["messages"])
+    outcome_of: dict[str, str] = {}  # only the ids with a message (a map of every id took ~100 MB at 1M ids)
+    for module, by_outcome in report["ids"].items():
+        if not any(key.startswith(f"{module}:") for key in keys):
+            continue
+        for outcome, outcome_ids in by_outcome.items():
+            for rid in outcome_ids:
+                if (key := f"{module}:{rid}") in keys:
+                    outcome_of[key] = outcome
     grouped: dict[str, list[str]] = {outcome: [] for outcome in MESSAGE_HEADINGS}
     for key in report["messages"]:
         grouped.setdefault(outcome_of.get(key, "other"), []).append(key)
@@ -305,3 +315,124 @@ def _bounce_words(rec: Mapping[str, Any]) -> str:
 
 def _id_key(rid: str) -> tuple[int, str]:
     return (len(rid), rid)
+
+
+#: Ids sorted per chunk of this size, then merged, when the found ids are not in order (bounds the sort's lists).
+_SORT_CHUNK = 1 << 16
+
+
+class _FoundIds:
+    """The ids found for one module, held small: a million 19-digit ids take 8 MB as unsigned 64-bit ints in an
+    ``array`` (as str in a list and a set, over 100 MB). Takes packed values (``zids1:…``, decoded one id at a
+    time) or lists of ids; an id that is not a canonical record id is kept as text."""
+
+    def __init__(self) -> None:
+        self.count = 0  # every id given, repeats included (the "found" figure)
+        self._chunks: list[array[int]] = []
+        self._texts: set[str] = set()
+
+    def add(self, ids: str | Sequence[Any]) -> None:
+        """One source's ids: packed, or a list."""
+        size = id_count(ids)
+        numbers = array("Q", [0]) * size  # allocated once at its final size
+        values: Iterable[Any] = unpack_id_ints(ids) if isinstance(ids, str) else ids
+        kept = 0
+        for value in values:
+            number = value if type(value) is int and 0 <= value <= ARRAY_MAX else record_int(str(value))
+            if number is None:
+                self._texts.add(str(value))
+                continue
+            numbers[kept] = number
+            kept += 1
+        del numbers[kept:]
+        self.count += size
+        self._chunks.append(numbers)
+
+    def tally(self) -> _Tally:
+        numbers = self._chunks[0] if len(self._chunks) == 1 else array("Q", b"".join(self._chunks))
+        return _Tally(_sorted_unique(numbers), self._texts)
+
+
+def _sorted_unique(numbers: array[int]) -> array[int]:
+    """``numbers`` in increasing order without repeats. Ids read in id order are returned as they are; otherwise
+    chunks are sorted and merged, so no list of a million ints (40 MB) is ever built."""
+    if all(a < b for a, b in pairwise(numbers)):
+        return numbers
+    chunks = [array("Q", sorted(numbers[i : i + _SORT_CHUNK])) for i in range(0, len(numbers), _SORT_CHUNK)]
+    out = array("Q")
+    previous = -1
+    for number in heapq.merge(*chunks):
+        if number != previous:
+            out.append(number)
+            previous = number
+    return out
+
+
+class _Tally:
+    """How many outcomes each found id of one module got (0, 1, or 2 meaning "two or more": one byte per id), and
+    the reported ids that were never found. What ``Counter`` and ``set`` of str did, at about 9 bytes per id."""
+
+    def __init__(self, numbers: array[int], texts: set[str]) -> None:
+        self._numbers = numbers
+        self._hits = bytearray(len(numbers))
+        self._text_hits = dict.fromkeys(texts, 0)
+        self._unknown = Counter[str]()
+        self._next = 0  # where the next reported id probably is: the results list ids in the order found
+
+    def report_all(self, ids: IdArray | Iterable[Any]) -> None:
+        """Count one outcome for each of ``ids``."""
+        if isinstance(ids, IdArray):
+            texts = ids.texts
+            for at, number in enumerate(ids.numbers):
+                if at in texts:
+                    self._report_text(texts[at])
+                else:
+                    self._report_number(number)
+            return
+        for raw in ids:
+            rid = str(raw)
+            value = record_int(rid)
+            if value is None:
+                self._report_text(rid)
+            else:
+                self._report_number(value)
+
+    def _report_text(self, rid: str) -> None:
+        if rid in self._text_hits:
+            self._text_hits[rid] = min(self._text_hits[rid] + 1, 2)
+        else:
+            self._unknown[rid] += 1
+
+    def _report_number(self, number: int) -> None:
+        numbers, size = self._numbers, len(self._numbers)
+        at = self._next
+        if not (at < size and numbers[at] == number):
+            at = bisect_left(numbers, number)
+            if at == size or numbers[at] != number:
+                self._unknown[str(number)] += 1
+                return
+        if self._hits[at] < 2:
+            self._hits[at] += 1
+        self._next = at + 1
+
+    def lost(self) -> list[str]:
+        """Found ids with no outcome, in :func:`_id_key` order."""
+        lost = [str(n) for n, h in zip(self._numbers, self._hits, strict=True) if not h]
+        return self._in_order(lost, [t for t, h in self._text_hits.items() if not h])
+
+    def extra(self) -> list[str]:
+        """Reported ids never found, in :func:`_id_key` order."""
+        return sorted(self._unknown, key=_id_key)
+
+    def twice(self) -> list[str]:
+        """Ids reported more than once, found or not, in :func:`_id_key` order."""
+        twice = [str(n) for n, h in zip(self._numbers, self._hits, strict=True) if h > 1]
+        more = [t for t, h in self._text_hits.items() if h > 1] + [
+            r for r, n in self._unknown.items() if n > 1
+        ]
+        return self._in_order(twice, more)
+
+    @staticmethod
+    def _in_order(numbered: list[str], texts: list[str]) -> list[str]:
+        # ``numbered`` is in _id_key order already (canonical ids, increasing): sort only when texts join it
+        return sorted(numbered + texts, key=_id_key) if texts else numbered

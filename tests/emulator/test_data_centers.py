@@ -76,6 +76,35 @@ def test_api_domain_not_zoho_is_never_sent_a_token(
 
 
 @pytest.mark.parametrize(
+    "answer", ["emulator", "http://localhost:8080", "https://127.0.0.2", "http://[::1]:9"]
+)
+def test_loopback_api_domain_from_a_real_data_center_is_never_sent_a_token(
+    emulator: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, token_store, answer: str
+) -> None:
+    """Issue 31: a connection on a real data center (Zoho's own accounts server) must not follow a token answer
+    to a loopback api_domain: on a worker that is whatever listens on that port, not Zoho."""
+    emulator.backend.config.advertised_api_domain = emulator.url if answer == "emulator" else answer
+    monkeypatch.setenv("AIRFLOW_CONN_ZOHOCRM_DEFAULT", zoho_connection(emulator, "eu"))
+    route = RouteToEmulator(emulator.url)
+    with pytest.raises(ZohoConfigError, match="not a Zoho host"):
+        ZohoCRMHook(token_store=token_store, adapter=route).get_org()
+    assert route.seen == ["https://accounts.zoho.eu/oauth/v2/token"]
+    assert emulator.backend.stats["requests"]["org"] == 0
+
+
+def test_loopback_accounts_server_may_name_a_loopback_api_domain(
+    emulator: ZohoCRMEmulator, monkeypatch: pytest.MonkeyPatch, token_store
+) -> None:
+    """The emulator flow without an api_domain override: the accounts server is on loopback (set by the
+    connection editor), so the loopback api_domain its answer names is followed."""
+    conn = emulator.connection()
+    del conn["extra"]["api_domain"]
+    monkeypatch.setenv("AIRFLOW_CONN_ZOHOCRM_DEFAULT", json.dumps(conn))
+    assert ZohoCRMHook(token_store=token_store).get_org()
+    assert emulator.backend.stats["requests"]["org"] == 1
+
+
+@pytest.mark.parametrize(
     ("alias", "name"), [("EU", "eu"), ("zoho.eu", "eu"), ("com", "us"), ("com.au", "au"), (None, "us")]
 )
 def test_data_center_aliases(alias: str | None, name: str) -> None:

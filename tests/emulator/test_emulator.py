@@ -680,6 +680,24 @@ def test_admin_endpoints(api: Api) -> None:
     assert requests.post(f"{url}/_emulator/faults", json={"action": "bogus"}, timeout=5).status_code == 400
 
 
+def test_admin_stats_name_tokens_by_fingerprint_never_the_token(api: Api) -> None:
+    """Issue 31 row 4: the unauthenticated stats endpoint must not show the refresh token (it would be enough
+    to call the revoke endpoint), nor any secret; it names each refresh token by a short fingerprint."""
+    from airflow_provider_zohocrm.testing.accounts import token_fingerprint
+
+    other = api.b.add_refresh_token(api.b.client_id, scopes=["ZohoCRM.modules.ALL"])
+    api.grant(refresh_token=other)  # the fixture's login granted from the default one
+    body = requests.get(f"{api.emu.url}/_emulator/stats", timeout=5).text
+    leaked = sum(1 for secret in api.b.secrets() if secret in body)  # a count: the test prints no secret
+    assert leaked == 0, f"{leaked} secret(s) in the stats answer"
+    times = json.loads(body)["token_issue_times"]
+    assert times == {
+        token_fingerprint(api.b.refresh_token): api.b.token_issue_times(),
+        token_fingerprint(other): api.b.token_issue_times(other),
+    }
+    assert all(len(name) == 8 for name in times) and len(times[token_fingerprint(other)]) == 1
+
+
 def test_seed_scales_and_is_deterministic() -> None:
     a, b, c = EmulatorBackend(), EmulatorBackend(), EmulatorBackend()
     ra = seed_demo_org(a, n_bounced=100_000, seed=3)
