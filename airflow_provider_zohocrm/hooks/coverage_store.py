@@ -32,6 +32,7 @@ skew).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -100,6 +101,7 @@ class AirflowVariables:
         return DbVariable
 
 
+@functools.lru_cache(maxsize=4096)
 def _key(prefix: str, *parts: str) -> str:
     """A Variable key from parts: readable, sanitised, and unique (a hash of the raw parts when shortened)."""
     raw = "\x1f".join(parts)
@@ -110,20 +112,44 @@ def _key(prefix: str, *parts: str) -> str:
     return f"{readable[: _MAX_KEY - 17]}_{digest}"
 
 
+#: Tokens of the latest commits kept in the Variable: a retried commit step that finds its token there knows its
+#: earlier try's write was stored (and does not write again).
+COMMITS_KEPT = 8
+
+
 @dataclass(frozen=True)
 class Claim:
-    """What a run holds between its claim and its commit (pass it to the commit step, e.g. through XCom)."""
+    """What a run holds between its claim and its commit (pass it to the commit step, e.g. through XCom).
+
+    ``before`` is the Variable's exact text before the claim (None: it did not exist), so that a run that stops
+    without committing (a rejected plan, a failed claim of another source) leaves it byte-identical.
+    ``leased`` is False for a claim that wrote nothing (a reset run: it takes effect at its commit only)."""
 
     run_id: str
     token: str
     state: CoverageState
+    before: str | None = None
+    leased: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "token": self.token, "state": self.state.to_json()}
+        return {
+            "run_id": self.run_id,
+            "token": self.token,
+            "state": self.state.to_json(),
+            "before": self.before,
+            "leased": self.leased,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Claim:
-        return cls(str(data["run_id"]), str(data["token"]), CoverageState.from_json(data["state"]))
+        before = data.get("before")
+        return cls(
+            str(data["run_id"]),
+            str(data["token"]),
+            CoverageState.from_json(data["state"]),
+            None if before is None else str(before),
+            bool(data.get("leased", True)),
+        )
 
 
 class CoverageStore:
@@ -141,6 +167,7 @@ class CoverageStore:
         source_key: str,
         variables: Variables | None = None,
         *,
+        conn_id: str | None = None,
         lease_seconds: float = 20 * 3600.0,
         settle_seconds: float = 0.2,
         holder_is_alive: Callable[[str], bool] | None = None,
@@ -149,28 +176,46 @@ class CoverageStore:
     ) -> None:
         self.dag_id = dag_id
         self.source_key = source_key
+        self.conn_id = conn_id
         self.variables: Variables = variables or AirflowVariables()
         self.lease_seconds = lease_seconds
         self.settle_seconds = settle_seconds
         self.holder_is_alive = holder_is_alive
         self.clock = clock
         self.sleep = sleep
-        self.key = _key(VARIABLE_PREFIX, dag_id, source_key)
+        #: the org (connection), the DAG and the source: one cursor each (without a connection id: the key of
+        #: releases before issue 26, which one org per DAG shared)
+        self._parts = (dag_id, source_key) if conn_id is None else (conn_id, dag_id, source_key)
+        self.key = _key(VARIABLE_PREFIX, *self._parts)
 
     # -- reading and writing the envelope
 
-    def _read(self) -> tuple[CoverageState, dict[str, Any] | None]:
+    def _read_raw(self) -> tuple[str | None, CoverageState, dict[str, Any] | None, list[str]]:
         raw = self.variables.get(self.key)
         if not raw:
-            return CoverageState(), None
+            return raw, CoverageState(), None, []
         data = json.loads(raw)
         if not isinstance(data, dict) or data.get("format") != STORE_FORMAT:
             raise ValueError(f"Variable {self.key} does not hold a coverage state ({STORE_FORMAT})")
         lease = data.get("lease")
-        return CoverageState.from_json(data.get("state")), lease if isinstance(lease, dict) else None
+        commits = [str(t) for t in data.get("commits") or []]
+        return (
+            raw,
+            CoverageState.from_json(data.get("state")),
+            lease if isinstance(lease, dict) else None,
+            commits,
+        )
 
-    def _write(self, state: CoverageState, lease: dict[str, Any] | None) -> None:
-        payload = {"format": STORE_FORMAT, "state": state.to_json(), "lease": lease}
+    def _read(self) -> tuple[CoverageState, dict[str, Any] | None]:
+        _raw, state, lease, _commits = self._read_raw()
+        return state, lease
+
+    def _write(
+        self, state: CoverageState, lease: dict[str, Any] | None, commits: list[str] | None = None
+    ) -> None:
+        payload: dict[str, Any] = {"format": STORE_FORMAT, "state": state.to_json(), "lease": lease}
+        if commits:
+            payload["commits"] = commits[-COMMITS_KEPT:]
         self.variables.set(self.key, json.dumps(payload, separators=(",", ":")))
 
     def read(self) -> CoverageState:
@@ -191,7 +236,7 @@ class CoverageStore:
 
     def claim(self, run_id: str) -> Claim:
         """Take this source's coverage for ``run_id``, or raise :class:`CoverageBusyError`."""
-        state, lease = self._read()
+        before, state, lease, commits = self._read_raw()
         if lease is not None and lease.get("run_id") != run_id and self._live(lease):
             raise CoverageBusyError(self._busy_message(lease))
         now = self.clock()
@@ -201,7 +246,7 @@ class CoverageStore:
             "claimed_at": now,
             "until": now + self.lease_seconds,
         }
-        self._write(state, mine)
+        self._write(state, mine, commits)
         self.sleep(self.settle_seconds)
         state_back, lease_back = self._read()
         if lease_back is None or lease_back.get("token") != mine["token"]:
@@ -211,28 +256,53 @@ class CoverageStore:
                 f" {self.dag_id!r} at the same moment as {run_id!r}; it proceeds and this run stops, so that the"
                 " two never advance one cursor."
             )
-        return Claim(run_id, str(mine["token"]), state_back)
+        return Claim(run_id, str(mine["token"]), state_back, before)
+
+    def peek(self, run_id: str, *, fresh_state: CoverageState | None = None) -> Claim:
+        """A claim that writes nothing: a dry run plans from the stored state, a reset run from
+        ``fresh_state`` (its reset takes effect at :meth:`commit`, which then overrides any lease)."""
+        before, state, _lease, _commits = self._read_raw()
+        return Claim(
+            run_id, secrets.token_hex(16), state if fresh_state is None else fresh_state, before, leased=False
+        )
+
+    def committed(self, claim: Claim) -> bool:
+        """Whether ``claim``'s commit is stored (a retried commit step asks before writing again)."""
+        return claim.token in self._read_raw()[3]
 
     def commit(self, claim: Claim, new_state: CoverageState) -> None:
-        """Write ``new_state`` and end the lease, only if ``claim`` still holds it (else CoverageLostError)."""
-        _state, lease = self._read()
-        if lease is None or lease.get("token") != claim.token:
+        """Write ``new_state`` and end the lease, only if ``claim`` still holds it (else CoverageLostError).
+
+        A claim that wrote no lease (a reset run) writes over whatever is stored, a live lease too: that run
+        then fails at its own commit and advances nothing. A commit already stored (a retried step) is not
+        written again."""
+        _raw, _state, lease, commits = self._read_raw()
+        if claim.token in commits:
+            return
+        if claim.leased and (lease is None or lease.get("token") != claim.token):
             who = f"run {lease.get('run_id')!r}" if lease else "a reset or another run's commit"
             raise CoverageLostError(
                 f"Run {claim.run_id!r} lost the coverage lease of {self.source_key!r} (DAG {self.dag_id!r}) to"
                 f" {who} before committing: its verdicts were not applied to the cursor (they stay in its"
                 " checkpoints); the next run reads those records again."
             )
-        self._write(new_state, None)
+        self._write(new_state, None, [*commits, claim.token])
 
     def release(self, claim: Claim) -> None:
-        """Give the lease up without changing the state (a run that stops before reading anything)."""
-        state, lease = self._read()
+        """Give the lease up without changing anything: the Variable gets back its exact text from before the
+        claim (deleted if it did not exist), if the lease still carries ``claim``'s token."""
+        if not claim.leased:
+            return
+        _raw, _state, lease, _commits = self._read_raw()
         if lease is not None and lease.get("token") == claim.token:
-            self._write(state, None)
+            if claim.before is None:
+                self.variables.delete(self.key)
+            else:
+                self.variables.set(self.key, claim.before)
 
     def reset(self, now: float | None = None) -> CoverageState:
-        """Start over (the DAG's reset param): a fresh cycle, nothing deferred, any lease cleared."""
+        """Start over at once (a script; the DAG's reset param goes through :meth:`peek` and :meth:`commit`): a
+        fresh cycle, nothing deferred, any lease cleared."""
         fresh = reset(self.clock() if now is None else now)
         self._write(fresh, None)
         return fresh
@@ -248,8 +318,9 @@ class CoverageStore:
 
     # -- per-task checkpoints of one run
 
-    def checkpoint_key(self, run_id: str, map_index: int) -> str:
-        return _key(CHECKPOINT_PREFIX, self.dag_id, self.source_key, run_id, str(map_index))
+    def checkpoint_key(self, run_id: str, map_index: int, role: str = "") -> str:
+        """A mapped task's checkpoint Variable (``role="plan"``: the approval plan's task of that index)."""
+        return _key(CHECKPOINT_PREFIX, *self._parts, run_id, f"{role}{map_index}")
 
     def save_checkpoint(self, run_id: str, map_index: int, checkpoint: RunCheckpoint) -> None:
         self.variables.set(
@@ -261,18 +332,29 @@ class CoverageStore:
         return RunCheckpoint.from_json(json.loads(raw) if raw else None)
 
     def collect_checkpoints(
-        self, run_id: str, map_indexes: Iterable[int], *, delete: bool = True
+        self, run_id: str, map_indexes: Iterable[int], *, delete: bool = False
     ) -> RunCheckpoint:
-        """Every task's verdicts of a run, merged (and the Variables deleted, once merged)."""
+        """Every task's verdicts of a run, merged. Delete them (:meth:`delete_checkpoints`) only once the commit
+        that applies them is stored: a commit that fails leaves them for the retried step (C4)."""
         indexes = list(map_indexes)
         merged = RunCheckpoint.merged(self.load_checkpoint(run_id, i) for i in indexes)
         if delete:
-            for i in indexes:
-                self.variables.delete(self.checkpoint_key(run_id, i))
+            self.delete_checkpoints(run_id, indexes)
         return merged
+
+    def delete_checkpoints(
+        self, run_id: str, map_indexes: Iterable[int], roles: Iterable[str] = ("",)
+    ) -> None:
+        """Remove a run's checkpoint Variables (those that exist)."""
+        for i in map_indexes:
+            for role in roles:
+                key = self.checkpoint_key(run_id, i, role)
+                if self.variables.get(key) is not None:
+                    self.variables.delete(key)
 
 
 __all__ = [
+    "COMMITS_KEPT",
     "AirflowVariables",
     "Claim",
     "CoverageBusyError",

@@ -12,6 +12,7 @@ import requests
 from airflow.providers.http.hooks.http import HttpHook
 
 from airflow_provider_zohocrm import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from airflow_provider_zohocrm.hooks.failures import FailureReportingClient
 from airflow_provider_zohocrm.hooks.token_store import AirflowVariableTokenStore
 from airflow_provider_zohocrm.zoho.auth import FileTokenStore, OAuthCredentials, TokenManager, TokenStore
 from airflow_provider_zohocrm.zoho.client import RetryPolicy, ZohoCRMClient
@@ -193,15 +194,18 @@ class ZohoCRMHook(HttpHook):
         )
 
     @cached_property
-    def client(self) -> ZohoCRMClient:
+    def client(self) -> FailureReportingClient:
         """The protocol client, built once per hook; its session is reused for every call."""
         settings = self.settings
-        return ZohoCRMClient(
+        # a credential or connection failure: one log line with its cause and fix (hooks/failures.py)
+        return FailureReportingClient(
             self.tokens,
             self.session,
             api_version=settings.api_version,
             timeout=settings.timeout,
             retry=self._retry_override or settings.retry,
+            log=self.log,
+            conn_id=self.zohocrm_conn_id,
         )
 
     # -- operations ---------------------------------------------------------------------------------------
@@ -336,7 +340,11 @@ class ZohoCRMHook(HttpHook):
             return unusable_connection(
                 self.zohocrm_conn_id, f"{type(exc).__name__}: {exc}", MISSING_CONNECTION_FIX
             )
-        return check(client, settings)
+        client.report_failures = False  # the checklist reports them, each with its fix
+        try:
+            return check(client, settings)
+        finally:
+            client.report_failures = True
 
     # -- HttpHook's generic request helpers: refused ------------------------------------------------------------
     # They would send a request to the connection's base URL (the accounts server) with no access token, no

@@ -426,9 +426,26 @@ def coql(backend: EmulatorBackend, req: Request) -> Reply:
     window = matches[q.offset : q.offset + q.limit]
     if not window:
         return Reply(204)
-    data = [{"id": r.id, **{f: r.value(f) for f in q.fields if f != "id"}} for r in window]
+    # Zoho matches field names without case; the row's keys are the names as written, or the API names
+    api_names = {f: _api_name(mod, f) for f in q.fields if f.lower() != "id"}
+    as_written = backend.config.coql_keys == "as_written"
+    data = [
+        {"id": r.id, **{(f if as_written else api): r.value(api) for f, api in api_names.items()}}
+        for r in window
+    ]
     more = len(matches) > q.offset + q.limit
     return Reply.json(200, {"data": data, "info": {"count": len(data), "more_records": more}})
+
+
+def _api_name(mod: Any, name: str) -> str:
+    """The module's field API name that ``name`` spells in another case (``email`` → ``Email``), else
+    ``name``: the fields any of the module's records hold are the known ones."""
+    folded = name.lower()
+    for rec in mod.records.values():
+        for key in rec.fields:
+            if key.lower() == folded:
+                return str(key)
+    return name
 
 
 def _walk_by_id(order: list[int], records: dict[str, Record], q: CoqlQuery) -> list[Record]:

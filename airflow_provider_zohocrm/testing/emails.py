@@ -175,8 +175,20 @@ class Email:
         """The bounce entry of this email, if it bounced."""
         return next((s for s in self.status if s.get("type") == "bounced"), None)
 
-    def to_json(self, module: str, module_id: str, record_id: str, record_name: str | None) -> JSON:
-        """The email as Zoho's list shows it (every field the OAS marks required, and a few more)."""
+    def recipients(self) -> list[str]:
+        """The addresses in ``to`` (several when one mail went to more than one of the record's addresses)."""
+        return [part.strip() for part in self.to.split(",") if part.strip()]
+
+    def to_json(
+        self,
+        module: str,
+        module_id: str,
+        record_id: str,
+        record_name: str | None,
+        to_shape: str = "objects",
+    ) -> JSON:
+        """The email as Zoho's list shows it (every field the OAS marks required, and a few more).
+        ``to_shape``: see ``EmulatorConfig.emails_to_shape``."""
         status = []
         for entry in self.status:
             item: JSON = {"bounced_time": None, "bounced_reason": None, **entry}
@@ -207,7 +219,7 @@ class Email:
             },
             "emotion": None,
             "from": owner_user if out else contact_user,
-            "to": [contact_user] if out else [owner_user],
+            "to": _to_field(self.recipients(), record_name, to_shape) if out else [owner_user],
             "time": iso(self.sent_at),
             "sent_time": iso(self.sent_at),
             "status": status,
@@ -221,6 +233,16 @@ class Email:
         }
         body.update(self.extra)
         return body
+
+
+def _to_field(addresses: list[str], name: str | None, shape: str) -> Any:
+    """An outgoing mail's ``to`` in the configured shape (one entry per recipient)."""
+    label = name or "Contact"
+    if shape == "text":
+        return ", ".join(f"{label} <{a}>" for a in addresses)
+    if shape == "object_text":
+        return [{"email": f"{label} <{a}>"} for a in addresses]
+    return [{"user_name": name, "email": a} for a in addresses]
 
 
 def message_id(module: str, record_id: str, n: int) -> str:
@@ -428,7 +450,7 @@ class EmailsService(OrgState):
         sent_at: float,
         status: list[JSON],
         subject: str = "Hello from CRM",
-        to: str | None = None,
+        to: str | Sequence[str] | None = None,
         source: str = "sent_from_crm",
         sent_by_user: bool = False,
         **extra: Any,
@@ -437,7 +459,7 @@ class EmailsService(OrgState):
 
         ``status`` entries use epoch seconds for ``bounced_time``/``first_open``/``last_open`` (see
         :func:`bounced`, :func:`opened`, :func:`delivered`, :func:`sent`). ``to`` names the recipient (default:
-        the record's Email); ``source="user_emails", sent_by_user=True`` is mail a user sent from their own
+        the record's Email; a list: one mail to several addresses); ``source="user_emails", sent_by_user=True`` is mail a user sent from their own
         mailbox (not from the CRM).
         """
         if sent_by_user and source != "user_emails":
@@ -445,6 +467,8 @@ class EmailsService(OrgState):
         with self._lock:
             rec = self._require_record(module, record_id)
             name = self._require_module(module).name
+            if to is not None and not isinstance(to, str):
+                to = ", ".join(to)
             address = to or _address(rec.fields) or f"record{record_id}@example.com"
             n = self.email_store.next_number(name, record_id)
             mail = Email(
@@ -525,7 +549,10 @@ class EmailsService(OrgState):
             return Reply(204)
         name = rec.fields.get("Full_Name") or rec.fields.get("Last_Name")
         module_id = str(MODULE_ID_BASE + mod.index)
-        data = [e.to_json(mod.name, module_id, rid, name if isinstance(name, str) else None) for e in rows]
+        shape = self.config.emails_to_shape
+        data = [
+            e.to_json(mod.name, module_id, rid, name if isinstance(name, str) else None, shape) for e in rows
+        ]
         return Reply.json(200, {"Emails": data, "info": info})
 
     def module_or_400_emails(self, name: str) -> Module:

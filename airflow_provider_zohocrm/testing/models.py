@@ -149,6 +149,13 @@ class EmulatorConfig:
     advertised_api_domain: str | None = None
     #: Whether token answers carry ``scope`` (Zoho's CRM docs show it; some other Zoho docs leave it out).
     scope_in_token_answer: bool = True
+    #: How an email's ``to`` is written in the Emails list: ``objects`` ``[{"user_name", "email"}]`` (Zoho's
+    #: documented shape, the default), ``text`` one string ``"Kim <k@x.org>, Lee <l@y.org>"``, or
+    #: ``object_text`` ``[{"email": "Kim <k@x.org>"}]`` (display names inside the address field).
+    emails_to_shape: Literal["objects", "text", "object_text"] = "objects"
+    #: The keys of COQL rows: ``as_written`` echoes each selected field as the query spelled it (``email``),
+    #: ``api_name`` answers the field's API name (``Email``). Values are found case-insensitively either way.
+    coql_keys: Literal["as_written", "api_name"] = "as_written"
 
 
 @dataclass
@@ -461,7 +468,7 @@ class OrgState:
         self._counters["credits_used"] += credits
 
     def count(self, counter: str, n: int = 1) -> None:
-        """Bump a named counter of :attr:`stats` (e.g. ``ids_sent``)."""
+        """Bump a named counter of :attr:`EmulatorBackend.stats <.backend.EmulatorBackend.stats>` (e.g. ``ids_sent``)."""
         self._counters[counter] = self._counters.get(counter, 0) + n
 
     def check_scope(self, token: AccessToken, *accepted: str) -> None:

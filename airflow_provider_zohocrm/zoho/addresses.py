@@ -31,6 +31,21 @@ def address_fields(unblock_fields: Iterable[str]) -> list[str]:
     return [f for f in ADDRESS_FIELDS if f in chosen]
 
 
+#: Zoho's standard modules that have a ``Secondary_Email`` field (the other modules Unblock Email serves have
+#: ``Email`` only, and a read naming a field a module lacks is refused).
+MODULES_WITH_SECONDARY_EMAIL = frozenset({"Leads", "Contacts"})
+
+
+def fields_to_read(module: str, unblock_fields: Iterable[str]) -> list[str]:
+    """The address fields to read with the ids: the fields to unblock, and every other address field the
+    module has. The record's other address comes free with the read, and the rule on a mail sent to several of
+    the record's addresses needs it whatever fields are unblocked (issue 27)."""
+    chosen = address_fields(unblock_fields)
+    if module.lower() in {m.lower() for m in MODULES_WITH_SECONDARY_EMAIL}:
+        chosen = address_fields([*chosen, "Secondary_Email"])
+    return chosen
+
+
 def view_fields(unblock_fields: Iterable[str]) -> list[str]:
     """``fields=`` of a records/view read that lists ids with their addresses."""
     return ["id", *address_fields(unblock_fields)]
@@ -58,19 +73,36 @@ def addresses_by_id(
     rows: Iterable[Mapping[str, Any]], unblock_fields: Sequence[str]
 ) -> dict[str, dict[str, str | None]]:
     """``{id: {field: address or None}}`` from view or COQL rows, in row order (a repeated id keeps its
-    first row). A value that is not a non-empty string counts as no address."""
+    first row): each of ``unblock_fields``, and every other address field the row holds (the record's other
+    address, for the rule on a mail to several addresses). Keys are matched without case (a COQL select that
+    wrote ``email`` may be answered with ``email`` as the key). A value that is not a non-empty string counts as
+    no address."""
     fields = address_fields(unblock_fields)
     out: dict[str, dict[str, str | None]] = {}
     for row in rows:
-        record_id = str(row.get("id"))
-        if record_id in out or row.get("id") is None:
+        folded = {str(k).lower(): k for k in row}
+        id_key = folded.get("id", "id")
+        if row.get(id_key) is None:
+            continue
+        record_id = str(row.get(id_key))
+        if record_id in out:
             continue
         found: dict[str, str | None] = {}
-        for name in fields:
-            value = row.get(name)
+        for name in ADDRESS_FIELDS:
+            key = folded.get(name.lower())
+            if key is None and name not in fields:
+                continue
+            value = row.get(key) if key is not None else None
             found[name] = value.strip() if isinstance(value, str) and value.strip() else None
         out[record_id] = found
     return out
 
 
-__all__ = ["address_fields", "addresses_by_id", "coql_with_fields", "view_fields"]
+__all__ = [
+    "MODULES_WITH_SECONDARY_EMAIL",
+    "address_fields",
+    "addresses_by_id",
+    "coql_with_fields",
+    "fields_to_read",
+    "view_fields",
+]

@@ -429,7 +429,8 @@ class TokenManager:
             self.stats.memory_hits += 1
             return token
         # this machine's copy first (no Task API call)
-        local = self._decode(self._load_local()).get("token")
+        local_state = self._decode(self._load_local())
+        local = local_state.get("token")
         if (
             isinstance(local, AccessToken)
             and local.value not in self._rejected
@@ -441,7 +442,7 @@ class TokenManager:
             # process per machine makes the Task API calls of a cold start and the others read its copy.
             return self._refresh_now()
         state = self._load_state()
-        shared = state.get("token")
+        shared = None if _behind_local(state, local_state, now) else state.get("token")
         if (
             isinstance(shared, AccessToken)
             and shared.value not in self._rejected
@@ -571,7 +572,9 @@ class TokenManager:
                 return found
             state = self._load_state()
             for _ in range(5):
-                found = self._fresh_or_usable(state.get("token"))
+                found = None
+                if not _behind_local(state, local, self.clock()):
+                    found = self._fresh_or_usable(state.get("token"))
                 if found:
                     self._share_locally()
                     return found
@@ -598,13 +601,18 @@ class TokenManager:
         replacement was rejected at once. The shared state first; this machine's copy if only it holds the
         rejected token (the Variable write that shared it failed)."""
         where = next((s for s in (state, local) if rejected and _holds(s, rejected.value)), None)
+        now = self.clock()
         if rejected is None or where is None:
-            return None if rejected is not None and rejected.final else self._grant_and_share()
-        now, token = self.clock(), cast(AccessToken, where["token"])
+            if rejected is not None and rejected.final:
+                return None
+            # a replacement whose grant failed left the first 401 in its failure record: this grant is still
+            # that one replacement (else a rejection would cost a token per failed replacement)
+            return self._grant_and_share(replaces=_carried_401(state, now) or _carried_401(local, now))
+        token = cast(AccessToken, where["token"])
         at_once = now - token.issued_at < REJECTED_AT_ONCE_SECONDS
         first_401 = str(where.get("replaces") or "")  # the token replaced one rejected at once
         if at_once and ((first_401 and not rejected.accepted) or rejected.final):
-            blocked = {"kind": "rejected", "message": first_401 or rejected.message}
+            blocked = {"kind": "rejected", "message": first_401 or rejected.message, "at": now}
             self._save_state(None, {**blocked, "until": now + REFUSAL_MEMORY_SECONDS})
             if rejected.final:
                 return None
@@ -612,7 +620,8 @@ class TokenManager:
         if rejected.final:
             self._save_state(None, state.get("blocked"))
             return None
-        return self._grant_and_share(replaces=rejected.message if at_once else "")
+        first = {"message": rejected.message, "until": now + REFUSAL_MEMORY_SECONDS}
+        return self._grant_and_share(replaces=first if at_once else None)
 
     def _observed_state(self) -> dict[str, Any]:
         """The shared state a lease wait ended on ("changed"), without reading it again if the store kept it."""
@@ -648,30 +657,38 @@ class TokenManager:
             raise self._grant_error({"error": blocked.get("code")}, int(blocked.get("status") or 200))
         note = f" (recorded in the token store; no new token is asked for {left:.0f} s more)"
         if kind == "rejected":
-            raise ZohoAuthError(_rejected(message) + note, status=401, code="INVALID_TOKEN")
+            raise ZohoAuthError(
+                _rejected(message) + note, status=401, code="INVALID_TOKEN", fix=DATA_CENTER_FIX
+            )
         raise ZohoTransportError(f"The last token request failed: {message}{note}")
 
-    def _grant_and_share(self, *, replaces: str = "") -> AccessToken:
-        """Grant and save; ``replaces``: the 401 of a token rejected at once that this one replaces."""
+    def _grant_and_share(self, *, replaces: dict[str, Any] | None = None) -> AccessToken:
+        """Grant and save; ``replaces``: the 401 of a token rejected at once that this one replaces (its
+        ``message``, and ``until`` when its memory ends). A failed grant carries it over in its failure record."""
         try:
             token = self._grant()
         except ZohoCRMError as exc:
-            found = self._record_failure(exc)
+            found = self._record_failure(exc, first_401=replaces)
             if found:  # another process saved a working token meanwhile (no lease, or claims interleaved)
                 return self._shared_hit(found)
             raise
-        self._save_state(token, replaces=replaces)
+        self._save_state(token, replaces=str(replaces["message"]) if replaces else "")
         self._remember(token)
         return token
 
-    def _record_failure(self, exc: ZohoCRMError) -> AccessToken | None:
+    def _record_failure(
+        self, exc: ZohoCRMError, *, first_401: dict[str, Any] | None = None
+    ) -> AccessToken | None:
         """Record a failed grant next to the token the store holds now (read again: another task may have saved
-        one); that token if it is usable. Nobody asks Zoho again before the back-off ends."""
+        one); that token if it is usable. Nobody asks Zoho again before the back-off ends. ``first_401``: the
+        grant replaced a token rejected at once; the record keeps that 401, so the next grant (after the
+        back-off) is still the one replacement, and its rejection at once is recorded instead of replaced."""
         now = self.clock()
         state = self._load_state()
         token = state.get("token") if isinstance(state.get("token"), AccessToken) else None
+        dropped = None
         if token is not None and token.value in self._rejected:
-            token = None  # Zoho's API rejected it: nobody should use it
+            dropped, token = token, None  # Zoho's API rejected it: nobody should use it
         blocked: dict[str, Any]
         if isinstance(exc, ZohoTokenThrottledError):
             blocked = {"kind": "throttled", "until": now + exc.retry_after}
@@ -682,6 +699,12 @@ class TokenManager:
             blocked = {"kind": "failed", "message": exc.message, "until": now + FAILED_GRANT_BACKOFF_SECONDS}
         if _blocked(state, now) and float(state["blocked"]["until"]) > float(blocked["until"]):
             blocked = state["blocked"]  # a longer block (a throttle) recorded meanwhile stays
+        if dropped is not None and dropped.issued_at:
+            # so that this machine's copy is never undone by the shared store's older state (_behind_local)
+            blocked = {**blocked, "dropped": dropped.issued_at}
+        carried = first_401 or _carried_401(state, now)
+        if carried:
+            blocked = {**blocked, "first_401": carried}
         self._save_state(token, blocked)
         return token if token is not None and self._usable(token, now) else None
 
@@ -928,18 +951,23 @@ class TokenManager:
         dc = self.endpoints.data_center
         if error == "invalid_client":
             return ZohoInvalidClientError(
-                "Zoho rejected the client ID/secret (invalid_client). Check them, and check that the client"
-                f" was created in the {dc.name!r} data center ({self.endpoints.accounts_url}): a client of"
-                " another data center is unknown here.",
+                f"Zoho's {dc.name!r} accounts server ({self.endpoints.accounts_url}) rejected the connection's"
+                " client ID or secret (invalid_client): one is mistyped, or the client was created in another"
+                " data center.",
                 status=status,
                 code=error,
+                fix="Copy the client ID and secret of your Self Client from the Zoho API console into the"
+                f" connection's login and password; if you log in to Zoho CRM elsewhere than {dc.web_url},"
+                " set the connection's data_center to that data center (a client exists in one only).",
             )
         if error == "invalid_code":
             return ZohoRefreshTokenError(
-                "Zoho rejected the refresh token (invalid_code): it is wrong, revoked, or was issued for"
-                " another client or data center. Generate a new one with access_type=offline.",
+                "Zoho rejected the connection's refresh token (invalid_code): it was revoked, or is mistyped, or"
+                " was issued to another client or in another data center.",
                 status=status,
                 code=error,
+                fix="Generate a new refresh token with this client (README: 'Getting a refresh token') and put"
+                " it in the connection's extra refresh_token.",
             )
         text = f"{error} {description} {body.get('status', '')}".lower()
         if "access denied" in text or "too many requests" in text or "throttl" in text:
@@ -973,12 +1001,48 @@ def _blocked(state: dict[str, Any], now: float) -> bool:
     return float(blocked.get("until") or 0) > now
 
 
+def _behind_local(state: dict[str, Any], local: dict[str, Any], now: float) -> bool:
+    """The shared ``state`` is older than this machine's copy: the copy holds a token issued after the shared
+    one, a live record of a rejection at once made after the shared token was issued, or a live failure record
+    whose writer dropped the shared token (or a later one) as rejected. A Variable write of this machine failed
+    (Variable API errors) and the shared store still holds what came before; taking its token, and copying it
+    over this machine's copy, would undo the record and let the machine grant again within it."""
+    token = state.get("token")
+    if not isinstance(token, AccessToken) or not token.issued_at:
+        return False
+    mine = local.get("token")
+    if isinstance(mine, AccessToken) and (mine.issued_at > token.issued_at or mine.value == token.value):
+        return mine.value != token.value
+    if not _blocked(local, now):
+        return False
+    blocked = local["blocked"]
+    if blocked.get("kind") == "rejected":
+        at = blocked.get("at") or float(blocked["until"]) - REFUSAL_MEMORY_SECONDS  # older records: no "at"
+        return token.issued_at <= float(at)
+    dropped = blocked.get("dropped")  # issued_at of the token the record's writer dropped as rejected
+    return dropped is not None and token.issued_at <= float(dropped)
+
+
+def _carried_401(state: dict[str, Any], now: float) -> dict[str, Any] | None:
+    """The first 401 a failed replacement left in its failure record (see ``_record_failure``), while it lasts."""
+    carried = (state.get("blocked") or {}).get("first_401")
+    if isinstance(carried, dict) and carried.get("message") and float(carried.get("until") or 0) > now:
+        return carried
+    return None
+
+
 def _rejected(message: str) -> str:
     return (
-        f"Zoho's API rejected an access token it had just issued ({message or 'INVALID_TOKEN'}). A new token"
-        " would be rejected too: check that the connection's data center and api_domain match the org (a token"
-        " from accounts.zoho.com is invalid on zohoapis.eu)."
+        f"Zoho's API rejected an access token it had just issued ({message or 'INVALID_TOKEN'}): the token comes"
+        " from another data center than the API domain it was sent to, so a new one would be rejected too."
     )
+
+
+#: What to do when the API domain and the token's data center disagree.
+DATA_CENTER_FIX = (
+    "Set the connection's data_center to the domain of your Zoho CRM login page (crm.zoho.eu: 'eu', and so on),"
+    " and remove any accounts_url/api_domain override from its extra."
+)
 
 
 def _host(url: str) -> str:

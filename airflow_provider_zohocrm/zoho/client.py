@@ -16,7 +16,12 @@ from typing import Any
 import requests
 import tenacity
 
-from airflow_provider_zohocrm.zoho.auth import TokenManager, ZohoTokenAuth, token_from_request
+from airflow_provider_zohocrm.zoho.auth import (
+    DATA_CENTER_FIX,
+    TokenManager,
+    ZohoTokenAuth,
+    token_from_request,
+)
 from airflow_provider_zohocrm.zoho.coql_paging import keyset_query
 from airflow_provider_zohocrm.zoho.credits import CreditCounter, call_credits
 from airflow_provider_zohocrm.zoho.datacenters import DEFAULT_API_VERSION
@@ -263,11 +268,11 @@ class ZohoCRMClient:
                 if auth_try == 0:
                     continue
                 raise ZohoAuthError(
-                    f"Zoho rejected the access token on {method} {_redact_path(path)} ({first_401}). Check that"
-                    " the connection's data center and api_domain match the org (a token from accounts.zoho.com"
-                    " is invalid on zohoapis.eu).",
+                    f"Zoho rejected the access token on {method} {_redact_path(path)} ({first_401}): a token from"
+                    " one data center's accounts server is invalid on another's API domain.",
                     status=401,
                     code=code,
+                    fix=DATA_CENTER_FIX,
                 )
             self._accepted = digest
             return self._classify(
@@ -350,10 +355,12 @@ class ZohoCRMClient:
         if status == 401 and code == "OAUTH_SCOPE_MISMATCH":
             hint = _SCOPE_HINT.get(purpose, "the scope this call needs").format(module=module or "{module}")
             raise ZohoScopeError(
-                f"The refresh token lacks the scope for {where}: generate one that includes {hint}.",
+                f"Zoho refused {where}: the connection's refresh token lacks the scope it needs.",
                 status=status,
                 code=code,
                 details=details,
+                fix=f"Generate a new refresh token whose scopes include {hint} (README: 'Getting a refresh"
+                " token') and put it in the connection's extra refresh_token.",
             )
         if status == 401:
             raise ZohoAuthError(

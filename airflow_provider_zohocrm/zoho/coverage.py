@@ -35,24 +35,41 @@ from typing import Any, Literal
 #: Deferred records kept at most (the soonest due are kept; the others are met again in the next cycle).
 MAX_DEFERRED = 20_000
 FORMAT = "zohocrm-coverage-1"
+#: The back-off of a record read but not actionable for a reason with no known end (``check_domain`` found its
+#: domain dead): a day after the first such read, doubling with each one after it, at most :data:`RETRY_MAX`.
+RETRY_BASE_SECONDS = 86_400.0
+RETRY_MAX_SECONDS = 16 * 86_400.0
 
 Range = tuple[int, int]
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What reading one record ended in: ``done`` (an outcome: unblocked, not blocked, refused …) or
-    ``deferred`` (its bounce was too young: check it again at ``due``, epoch seconds)."""
+    """What reading one record ended in: ``done`` (an outcome: unblocked, not blocked, refused, error …),
+    ``deferred`` (its bounce was too young: check it again at ``due``, epoch seconds) or ``retry`` (read, but not
+    actionable for a reason with no known end, e.g. a dead domain: check it again after a growing back-off,
+    :func:`retry_due`)."""
 
-    kind: Literal["done", "deferred"]
+    kind: Literal["done", "deferred", "retry"]
     due: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("done", "deferred") or (self.kind == "deferred") != (self.due is not None):
-            raise ValueError("a Verdict is 'done', or 'deferred' with a due time")
+        if self.kind not in ("done", "deferred", "retry") or (self.kind == "deferred") != (
+            self.due is not None
+        ):
+            raise ValueError("a Verdict is 'done', 'retry', or 'deferred' with a due time")
 
 
 DONE = Verdict("done")
+RETRY = Verdict("retry")
+
+
+def retry_due(strikes: int, now: float) -> float:
+    """When a record read ``strikes`` times in a row with a ``retry`` verdict is due again: a day after the first,
+    then 2, 4, 8 days, at most :data:`RETRY_MAX_SECONDS` (C2: such records never take a run's whole budget, so
+    the back-off only saves credits)."""
+    backoff: float = RETRY_BASE_SECONDS * float(2 ** max(strikes - 1, 0))
+    return now + min(backoff, RETRY_MAX_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,8 @@ class CoverageState:
     #: stayed unread (a failed task) read the start of the next cycle early; those are not read again in it.
     next_covered: tuple[Range, ...] = ()
     next_read: int = 0
+    #: ``retry`` verdicts in a row per deferred record (the back-off's exponent); only ids also in ``deferred``.
+    strikes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def cursor(self) -> str | None:
@@ -91,6 +110,7 @@ class CoverageState:
             "deferred": dict(self.deferred),
             "next_covered": [[str(lo), str(hi)] for lo, hi in self.next_covered],
             "next_read": self.next_read,
+            **({"strikes": dict(self.strikes)} if self.strikes else {}),
         }
 
     @classmethod
@@ -110,6 +130,7 @@ class CoverageState:
             deferred={str(k): float(v) for k, v in (data.get("deferred") or {}).items()},
             next_covered=tuple((int(lo), int(hi)) for lo, hi in data.get("next_covered", [])),
             next_read=int(data.get("next_read", 0)),
+            strikes={str(k): int(v) for k, v in (data.get("strikes") or {}).items()},
         )
 
 
@@ -143,10 +164,18 @@ class RunPlan:
         return [*self.due, *self.fresh, *self.wrapped]
 
 
+def due_share(budget: int | None) -> int | None:
+    """The most due deferred records a run reads before its slice (C2): half the budget, rounded down, so the
+    slice after the cursor always gets at least half (at least one record). None: no budget, no limit."""
+    return None if budget is None else budget // 2
+
+
 def plan_run(state: CoverageState, candidates: Iterable[str], budget: int | None, now: float) -> RunPlan:
     """Choose this run's records from the source's ``candidates`` (every id it lists now, any order).
 
-    ``budget`` None reads every candidate once (a full cycle per run).
+    ``budget`` None reads every candidate once (a full cycle per run). Due deferred records come first but take
+    at most :func:`due_share` of the budget; the slice after the cursor gets the rest, and what the slice leaves
+    unused (the cycle's end) goes to the remaining due records (C2: the slice always advances).
     """
     if budget is not None and budget < 1:
         raise ValueError(f"budget must be at least 1 (or None), not {budget}")
@@ -157,7 +186,8 @@ def plan_run(state: CoverageState, candidates: Iterable[str], budget: int | None
         (rid for rid, at in state.deferred.items() if at <= now and int(rid) in present),
         key=lambda rid: (state.deferred[rid], int(rid)),
     )
-    due = due_ids[: int(min(left, len(due_ids)))]
+    share = due_share(budget)
+    due = due_ids[: len(due_ids) if share is None else min(share, len(due_ids))]
     left -= len(due)
     waiting = {int(rid) for rid, at in state.deferred.items() if at > now}  # checked when due, not before
     taken = {int(rid) for rid in due}
@@ -176,8 +206,16 @@ def plan_run(state: CoverageState, candidates: Iterable[str], budget: int | None
     )
     completes = not uncovered_after
     segments: list[list[str]] = [[]]
+    in_fresh = set(fresh)
     if completes and left > 0:
-        in_run = taken | set(fresh)
+        # the slice reached the end with budget left: the due records it did not take, then the next cycle
+        more = [rid for rid in due_ids[len(due) :] if int(rid) not in in_fresh][
+            : int(min(left, len(due_ids)))
+        ]
+        due += more
+        left -= len(more)
+        taken |= {int(rid) for rid in more}
+        in_run = taken | in_fresh
         for rid in ordered:
             if left <= 0:
                 break
@@ -204,7 +242,9 @@ def apply_outcomes(
 ) -> CoverageState:
     """The state after this run: ranges grow only over ids with a verdict; deferred records are kept with their
     due time (bounded); a cycle ends only when its last uncovered records all reached a verdict."""
-    deferred = {rid: at for rid, at in state.deferred.items() if rid not in set(plan.gone)}
+    gone = set(plan.gone)
+    deferred = {rid: at for rid, at in state.deferred.items() if rid not in gone}
+    strikes = {rid: n for rid, n in state.strikes.items() if rid in deferred}
     covered = list(state.covered)
     read = state.read_this_cycle
     for (
@@ -213,22 +253,19 @@ def apply_outcomes(
         verdict = verdicts.get(rid)
         if verdict is None:
             continue
-        deferred.pop(rid, None)
-        if verdict.kind == "deferred":
-            assert verdict.due is not None
-            deferred[rid] = verdict.due
+        _note_deferred(deferred, strikes, [rid], verdicts, now)
         covered = _add_range(covered, (int(rid), int(rid)))  # read in this cycle: not again by the slice
     for run in _runs_with_verdicts(plan.fresh, verdicts):
         covered = _add_range(covered, (int(run[0]), int(run[-1])))
         read += len(run)
-        _note_deferred(deferred, run, verdicts)
+        _note_deferred(deferred, strikes, run, verdicts, now)
     following = list(state.next_covered)
     next_read = state.next_read
     for segment in plan.wrapped_segments:  # the next cycle's first records
         for run in _runs_with_verdicts(segment, verdicts):
             following = _add_range(following, (int(run[0]), int(run[-1])))
             next_read += len(run)
-            _note_deferred(deferred, run, verdicts)
+            _note_deferred(deferred, strikes, run, verdicts, now)
     all_fresh_done = all(rid in verdicts for rid in plan.fresh)
     cycle, started, runs = state.cycle, state.cycle_started_at or now, state.runs_this_cycle + 1
     if plan.completes_cycle and all_fresh_done:
@@ -236,6 +273,7 @@ def apply_outcomes(
         covered, read, following, next_read = following, next_read, [], 0
     if len(deferred) > MAX_DEFERRED:
         deferred = dict(sorted(deferred.items(), key=lambda kv: (kv[1], int(kv[0])))[:MAX_DEFERRED])
+        strikes = {rid: n for rid, n in strikes.items() if rid in deferred}
     return replace(
         state,
         cycle=cycle,
@@ -247,6 +285,7 @@ def apply_outcomes(
         deferred=deferred,
         next_covered=tuple(following),
         next_read=next_read,
+        strikes=strikes,
     )
 
 
@@ -316,6 +355,7 @@ class RunCheckpoint:
         return {
             "done": [rid for rid, v in self.verdicts.items() if v.kind == "done"],
             "deferred": {rid: v.due for rid, v in self.verdicts.items() if v.kind == "deferred"},
+            "retry": [rid for rid, v in self.verdicts.items() if v.kind == "retry"],
         }
 
     @classmethod
@@ -325,6 +365,8 @@ class RunCheckpoint:
             out.verdicts[str(rid)] = DONE
         for rid, due in ((data or {}).get("deferred") or {}).items():
             out.verdicts[str(rid)] = Verdict("deferred", float(due))
+        for rid in (data or {}).get("retry") or []:
+            out.verdicts[str(rid)] = RETRY
         return out
 
     @classmethod
@@ -372,9 +414,22 @@ def _runs_with_verdicts(ids: Sequence[str], verdicts: Mapping[str, Verdict]) -> 
     return runs
 
 
-def _note_deferred(deferred: dict[str, float], run: Sequence[str], verdicts: Mapping[str, Verdict]) -> None:
+def _note_deferred(
+    deferred: dict[str, float],
+    strikes: dict[str, int],
+    run: Sequence[str],
+    verdicts: Mapping[str, Verdict],
+    now: float,
+) -> None:
+    """Each read record's place in the deferred list: gone when done, its due time when deferred, a growing
+    back-off after ``retry`` verdicts in a row (:func:`retry_due`)."""
     for rid in run:
         verdict = verdicts[rid]
+        if verdict.kind == "retry":
+            strikes[rid] = strikes.get(rid, 0) + 1
+            deferred[rid] = retry_due(strikes[rid], now)
+            continue
+        strikes.pop(rid, None)
         if verdict.kind == "deferred":
             assert verdict.due is not None
             deferred[rid] = verdict.due
@@ -385,13 +440,18 @@ def _note_deferred(deferred: dict[str, float], run: Sequence[str], verdicts: Map
 __all__ = [
     "DONE",
     "MAX_DEFERRED",
+    "RETRY",
+    "RETRY_BASE_SECONDS",
+    "RETRY_MAX_SECONDS",
     "CoverageState",
     "CoverageSummary",
     "RunCheckpoint",
     "RunPlan",
     "Verdict",
     "apply_outcomes",
+    "due_share",
     "plan_run",
     "reset",
+    "retry_due",
     "summarize",
 ]

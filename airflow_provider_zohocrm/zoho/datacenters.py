@@ -232,9 +232,11 @@ def check_token_api_domain(api_domain: str, endpoints: Endpoints) -> str:
             ),
             None,
         )
-        hint = f" set data_center to {other!r}" if other else " check the connection's data_center"
         raise ZohoConfigError(
-            f"Zoho returned api_domain {safe!r}, which is not in the {dc.name!r} data center of this"
-            f" connection:{hint}."
+            f"The refresh token belongs to {'the ' + repr(other) if other else 'another'} data center, not to"
+            f" {dc.name!r}, the connection's data_center (Zoho's token answer names api_domain {safe!r}).",
+            fix=f"In the connection's extra, set data_center to {other!r}."
+            if other
+            else "Set the connection's data_center to the domain of your Zoho CRM login page.",
         )
     return safe

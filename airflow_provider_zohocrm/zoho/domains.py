@@ -6,8 +6,13 @@ goes to the unblock call, its domain is looked up (RFC 5321 section 5.1): the MX
 none, the A and AAAA records (the "implicit MX").
 
 - NXDOMAIN, a null MX (RFC 7505: one MX ``0 .``), or neither MX nor A/AAAA: ``deferred``, with that reason.
-- A DNS failure of our own (timeout, no resolver configured, every server failing): ``unknown`` — logged, the
-  field is sent as it would be without the check, and the run never fails for it.
+- A DNS failure of our own (timeout, every server failing): ``unknown`` — logged, the field is sent as it
+  would be without the check, and the run never fails for it. After :data:`MAX_CONSECUTIVE_TIMEOUTS` timeouts
+  in a row the checker stops asking (:attr:`DomainChecker.stopped` says why, for the report): every later
+  domain is ``unknown`` at once instead of paying the timeout per domain.
+- The options are checked before any call (:func:`parse_dns_options`: nameservers are IP addresses, port
+  1-65535, timeout > 0), and a resolver that cannot be built (no system resolver configuration) fails the task
+  before any call (:meth:`DomainChecker.build_resolver`), rather than counting as a DNS failure of each domain.
 - Anything else (a mail host exists): the field is sent.
 
 The answers are cached per domain for the life of a :class:`DomainChecker` (one run), and concurrent checks of
@@ -33,9 +38,13 @@ import dns.rdatatype
 import dns.resolver
 
 from airflow_provider_zohocrm.zoho.emails import BounceCheck, Verdict, normalise_address
+from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
+from airflow_provider_zohocrm.zoho.params import DNS_OPTION_KEYS, parse_dns_options
 
 log = logging.getLogger(__name__)
 
+#: Consecutive DNS timeouts after which a run stops asking (each would cost the whole ``timeout`` again).
+MAX_CONSECUTIVE_TIMEOUTS = 3
 #: Sub-categories and reasons (normalised: lower case, words) meaning the recipient's domain or mail host
 #: failed. From Zoho CRM's bounce help ("Temporary Domain Failure: unable to find the domain connected to this
 #: email address") and the reasons Zoho shows ("Retries Exhausted. Host not reachable."); the others are the
@@ -66,11 +75,12 @@ class DomainStatus(StrEnum):
 
 @dataclass(frozen=True)
 class DomainAnswer:
-    """One domain's status and why (for the report's reason)."""
+    """One domain's status and why (for the report's reason); ``timed_out``: our resolver timed out."""
 
     domain: str
     status: DomainStatus
     reason: str
+    timed_out: bool = False
 
 
 def _words(text: str | None) -> str:
@@ -107,12 +117,20 @@ class DomainChecker:
         nameservers: Sequence[str] | None = None,
         port: int = 53,
         timeout: float = 5.0,
+        resolv_conf: str = "/etc/resolv.conf",
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, not {timeout!r}")
         self._nameservers = list(nameservers) if nameservers else None
         self._port = port
         self._timeout = timeout
+        #: The system resolver's configuration (used without ``nameservers``; tests point it elsewhere).
+        self._resolv_conf = resolv_conf
+        self._timeouts_in_row = 0
+        #: Why the checker stopped asking (after consecutive timeouts), for the report; "" while it asks.
+        self.stopped = ""
+        #: Domains answered ``unknown`` without a query because the checker had stopped.
+        self.unchecked = 0
         self._resolver: dns.resolver.Resolver | None = None
         self._resolver_error: str | None = None
         self._lock = threading.Lock()
@@ -122,23 +140,28 @@ class DomainChecker:
         self.queries = 0
 
     @classmethod
-    def from_options(cls, options: Mapping[str, object] | None) -> DomainChecker:
-        """From task options ``{"nameservers": [...], "port": 53, "timeout": 5}`` (all optional)."""
-        opts = dict(options or {})
-        unknown = set(opts) - {"nameservers", "port", "timeout"}
-        if unknown:
-            raise ValueError(f"unknown DNS option(s) {sorted(unknown)}: use nameservers, port, timeout")
+    def from_options(cls, options: object, *, build: bool = False) -> DomainChecker:
+        """From task options ``{"nameservers": [...], "port": 53, "timeout": 5}`` (all optional), checked by
+        :func:`parse_dns_options` (raises :class:`ZohoValidationError`). ``build``: build the resolver now, so
+        that one that cannot be built fails here, before any call."""
+        opts = parse_dns_options(options)
         servers = opts.get("nameservers")
-        if servers is not None and (
-            not isinstance(servers, list | tuple) or not all(isinstance(s, str) for s in servers)
-        ):
-            raise ValueError(f"nameservers must be a list of IP addresses, not {servers!r}")
         port, timeout = opts.get("port", 53), opts.get("timeout", 5.0)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"port must be a port number, not {port!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise ValueError(f"timeout must be a number of seconds, not {timeout!r}")
-        return cls(nameservers=servers, port=port, timeout=float(timeout))
+        assert isinstance(port, int) and isinstance(timeout, float)
+        checker = cls(
+            nameservers=list(servers) if isinstance(servers, list) else None, port=port, timeout=timeout
+        )
+        if build:
+            checker.build_resolver()
+        return checker
+
+    def build_resolver(self) -> dns.resolver.Resolver:
+        """The resolver, built once; :class:`ZohoValidationError` when it cannot be built (e.g. no system
+        resolver configuration): a configuration problem, so it fails the task rather than each lookup."""
+        resolver = self._get_resolver()
+        if resolver is None:
+            raise ZohoValidationError(f"check_domain: {self._resolver_error}; set dns_options.nameservers")
+        return resolver
 
     def _get_resolver(self) -> dns.resolver.Resolver | None:
         with self._lock:
@@ -148,14 +171,14 @@ class DomainChecker:
                         resolver = dns.resolver.Resolver(configure=False)
                         resolver.nameservers = list(self._nameservers)
                     else:
-                        resolver = dns.resolver.Resolver()
+                        resolver = dns.resolver.Resolver(filename=self._resolv_conf)
                     resolver.port = self._port
                     resolver.timeout = self._timeout
                     resolver.lifetime = self._timeout
                     resolver.cache = None  # our own cache, per run, counts the queries
                     self._resolver = resolver
                 except (dns.exception.DNSException, OSError, ValueError) as exc:
-                    self._resolver_error = f"no DNS resolver: {exc}"
+                    self._resolver_error = f"no DNS resolver ({type(exc).__name__}: {exc})"
             return self._resolver
 
     def check(self, domain: str) -> DomainAnswer:
@@ -192,6 +215,29 @@ class DomainChecker:
         resolver = self._get_resolver()
         if resolver is None:
             return DomainAnswer(domain, DomainStatus.UNKNOWN, self._resolver_error or "no DNS resolver")
+        with self._lock:
+            if self.stopped:
+                self.unchecked += 1
+                return DomainAnswer(domain, DomainStatus.UNKNOWN, f"not looked up: {self.stopped}")
+        answer = self._ask(resolver, name, domain)
+        self._note(answer)
+        return answer
+
+    def _note(self, answer: DomainAnswer) -> None:
+        """Count timeouts in a row; stop asking after :data:`MAX_CONSECUTIVE_TIMEOUTS` of them."""
+        with self._lock:
+            if not answer.timed_out:
+                self._timeouts_in_row = 0
+                return
+            self._timeouts_in_row += 1
+            if self._timeouts_in_row >= MAX_CONSECUTIVE_TIMEOUTS and not self.stopped:
+                self.stopped = (
+                    f"DNS lookups stopped after {MAX_CONSECUTIVE_TIMEOUTS} consecutive timeouts"
+                    f" ({self._timeout:g} s each); later domain-failure bounces are sent as without check_domain"
+                )
+                log.warning("check_domain: %s.", self.stopped)
+
+    def _ask(self, resolver: dns.resolver.Resolver, name: dns.name.Name, domain: str) -> DomainAnswer:
         try:
             try:
                 mx = self._query(resolver, name, "MX")
@@ -214,7 +260,10 @@ class DomainChecker:
         except (dns.exception.DNSException, OSError) as exc:
             # timeout, every server failing (SERVFAIL), no route: our DNS, not the domain
             return DomainAnswer(
-                domain, DomainStatus.UNKNOWN, f"DNS lookup of {domain} failed: {type(exc).__name__}"
+                domain,
+                DomainStatus.UNKNOWN,
+                f"DNS lookup of {domain} failed: {type(exc).__name__}",
+                timed_out=isinstance(exc, dns.exception.Timeout),
             )
 
     def apply(self, check: BounceCheck, address: str | None) -> BounceCheck:
@@ -243,10 +292,13 @@ class DomainChecker:
 
 
 __all__ = [
+    "DNS_OPTION_KEYS",
     "DOMAIN_FAILURE_PATTERNS",
+    "MAX_CONSECUTIVE_TIMEOUTS",
     "DomainAnswer",
     "DomainChecker",
     "DomainStatus",
     "domain_of",
     "is_domain_failure",
+    "parse_dns_options",
 ]

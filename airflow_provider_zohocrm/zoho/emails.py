@@ -24,9 +24,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from email.utils import getaddresses
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -142,13 +143,29 @@ def carries_status(email: Mapping[str, Any]) -> bool:
     return status is not None and status != []
 
 
+def event_time(email: Mapping[str, Any]) -> datetime | None:
+    """When an email last said something about its address: its latest bounce time when it bounced (a bounce
+    can arrive hours or days after the send, once retries are exhausted), else its send time."""
+    status = email.get("status")
+    bounce_times = [
+        t
+        for s in (status if isinstance(status, list) else [])
+        if isinstance(s, Mapping) and str(s.get("type") or "").strip().lower().startswith("bounce")
+        for t in [parse_time(s.get("bounced_time"))]
+        if t is not None
+    ]
+    sent_at = email_time(email)
+    return max([*bounce_times, *([sent_at] if sent_at is not None else [])], default=None)
+
+
 def latest_email(emails: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The newest email that carries a status: by time when every such email has one, else the first (Zoho
-    lists newest first)."""
+    """The email with the latest event that carries a status (:func:`event_time`: a bounce counts when it
+    arrived, so a mail whose bounce came after a newer mail's bounce, or after a newer mail was delivered, is
+    the latest), when every such email has a time; else the first (Zoho lists newest first)."""
     sent = [e for e in emails if carries_status(e)]
     if not sent:
         return None
-    times = [email_time(e) for e in sent]
+    times = [event_time(e) for e in sent]
     if all(t is not None for t in times):
         newest = max(range(len(sent)), key=lambda i: (times[i], -i))  # ties: the earlier in the list
         return sent[newest]
@@ -165,7 +182,7 @@ def runs_oldest_first(emails: Sequence[Mapping[str, Any]]) -> bool:
 def classify_emails(
     emails: Sequence[Mapping[str, Any]],
     *,
-    now: datetime,
+    now: datetime | Callable[[], datetime],
     min_hours_since_bounce: float = 0,
     calls: int = 0,
 ) -> BounceCheck:
@@ -204,7 +221,7 @@ def classify_emails(
         when = parse_time(bounce.get("bounced_time")) or email_time(email)
         if when is None:
             return replace(found, note="bounce time unknown: min_hours_since_bounce not applied")
-        age_hours = (now - when).total_seconds() / 3600
+        age_hours = (_now(now) - when).total_seconds() / 3600
         if age_hours < min_hours_since_bounce:
             return replace(
                 found,
@@ -217,6 +234,13 @@ def classify_emails(
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _now(now: datetime | Callable[[], datetime] | None) -> datetime:
+    """``now`` given as a time, or as a clock read when needed (Zoho's clock, known once Zoho has answered)."""
+    if now is None:
+        return datetime.now(UTC)
+    return now() if callable(now) else now
 
 
 # -- reading ------------------------------------------------------------------------------------------------
@@ -296,7 +320,7 @@ def check_bounce(
     module: str,
     record_id: str,
     *,
-    now: datetime | None = None,
+    now: datetime | Callable[[], datetime] | None = None,
     min_hours_since_bounce: float = 0,
     budget: CallBudget | None = None,
 ) -> BounceCheck:
@@ -306,7 +330,6 @@ def check_bounce(
     end. A spent ``budget`` gives ``deferred`` with :data:`BUDGET_REASON`. A record Zoho calls invalid (or whose
     emails this user may not see) is ``unknown``, so the unblock call reports it. Other errors propagate.
     """
-    now = now or datetime.now(UTC)
     collected: list[dict[str, Any]] = []
     calls = 0
     try:
@@ -319,7 +342,9 @@ def check_bounce(
         return BounceCheck(Verdict.DEFERRED, calls=calls, note=BUDGET_REASON)
     except ZohoRequestError as exc:
         return _refused(exc, module, record_id, calls)
-    check = classify_emails(collected, now=now, min_hours_since_bounce=min_hours_since_bounce, calls=calls)
+    check = classify_emails(
+        collected, now=_now(now), min_hours_since_bounce=min_hours_since_bounce, calls=calls
+    )
     if check.verdict == Verdict.UNKNOWN:
         log.warning(
             "%s %s: %s; sending it to the unblock call so that Zoho's answer decides.",
@@ -341,11 +366,17 @@ def check_bounce(
 # - Only mail the CRM sent counts: :func:`check_addresses` asks Zoho for ``type=sent_from_crm``, so mail a
 #   user sent from their own mailbox, replies, drafts and scheduled mail never hide a bounce. The pure
 #   :func:`classify_addresses` judges whatever list it is given (drafts and unsent mail are skipped as today).
-# - A mail whose ``to`` names several of the record's addresses counts for each of them; when such a mail
-#   bounced and is a field's latest, the bounce cannot be pinned on one address: ``unknown`` (Zoho's answer
-#   decides).
-# - Mails with no readable ``to`` belong to no address; a field with no mail of its own while such mails exist
-#   is ``unknown`` (the list's shape is not what Zoho documents: let the unblock call decide, as today).
+# - The latest mail is the one with the latest *event* (:func:`event_time`): a bounce counts when it arrived.
+# - A mail whose ``to`` names several of the record's addresses (all of them, not only the fields being
+#   unblocked) counts for each of them. When such a mail is a field's latest and bounced, the bounce cannot be
+#   pinned on one address: a soft bounce is judged as any soft bounce (``deferred`` while younger than the
+#   policy, ``check_domain`` applies, else sent, and Zoho's answer decides), a hard bounce is ``unknown`` (sent:
+#   it may be the other address's).
+# - ``to`` may be Zoho's objects or text: ``"Kim <k@x.org>"``, ``{"email": "Kim <k@x.org>"}``,
+#   ``"a@x.org, b@y.org"`` (read with :func:`email.utils.getaddresses`). A mail whose ``to`` names no one, or
+#   cannot be read, belongs to no known address: a field whose own mails say ``none`` while such a mail is as
+#   new as its latest own mail (or newer) is ``unknown`` (the unreadable mail may be its own latest bounce: let
+#   the unblock call decide), never ``none``.
 
 #: The email fields Zoho's Unblock Email can unblock, in the order calls name them.
 ADDRESS_FIELDS = ("Email", "Secondary_Email")
@@ -361,37 +392,80 @@ def normalise_address(value: Any) -> str | None:
     return text or None
 
 
-def recipients(email: Mapping[str, Any]) -> frozenset[str]:
-    """The normalised addresses an email's ``to`` names (Zoho: ``[{"email": …, "user_name": …}]``; a bare
-    string or a list of strings is accepted too)."""
+def _parse_to_text(text: str) -> tuple[set[str], bool]:
+    """The addresses in one ``to`` text (display names and comma lists allowed), and whether all of it read."""
+    found: set[str] = set()
+    readable = True
+    for _name, address in getaddresses([text]):
+        normal = normalise_address(address)
+        local, at, domain = (normal or "").rpartition("@")
+        if normal is None or not at or not local or not domain or any(c.isspace() for c in normal):
+            readable = False
+            continue
+        found.add(normal)
+    return found, readable and bool(found)
+
+
+def read_recipients(email: Mapping[str, Any]) -> tuple[frozenset[str], bool]:
+    """The normalised addresses an email's ``to`` names, and whether every entry could be read.
+
+    Zoho documents ``[{"email": …, "user_name": …}]``; a bare string, a list of strings, display names
+    (``"Kim <k@x.org>"``, in a string or in ``email``) and comma lists (``"a@x.org, b@y.org"``) are read too.
+    An entry with no address (``{"email": null}``) names no one and is not an error; anything else that yields
+    no address is unreadable."""
     raw = email.get("to") if isinstance(email, Mapping) else None
+    if raw is None:
+        return frozenset(), True
     items = raw if isinstance(raw, list) else [raw]
-    found = set()
+    found: set[str] = set()
+    readable = True
     for item in items:
         value = item.get("email") if isinstance(item, Mapping) else item
-        address = normalise_address(value)
-        if address is not None:
-            found.add(address)
-    return frozenset(found)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if not isinstance(value, str):
+            readable = False
+            continue
+        addresses, ok = _parse_to_text(value)
+        found |= addresses
+        readable = readable and ok
+    return frozenset(found), readable
+
+
+def recipients(email: Mapping[str, Any]) -> frozenset[str]:
+    """The normalised addresses an email's ``to`` names (see :func:`read_recipients`)."""
+    return read_recipients(email)[0]
+
+
+def _unattributed(email: Mapping[str, Any]) -> bool:
+    """A mail that says something about an address, but whose ``to`` names no one or cannot be read."""
+    if not carries_status(email):
+        return False
+    found, readable = read_recipients(email)
+    return not found or not readable
 
 
 def classify_addresses(
     emails: Sequence[Mapping[str, Any]],
     addresses: Mapping[str, str | None],
     *,
-    now: datetime,
+    now: datetime | Callable[[], datetime],
     min_hours_since_bounce: float = 0,
     calls: int = 0,
+    record_addresses: Mapping[str, str | None] | None = None,
 ) -> dict[str, BounceCheck]:
     """Per field (the keys of ``addresses``, e.g. ``{"Email": "a@x.com", "Secondary_Email": None}``), the
     verdict of the latest sent mail to that field's address, as :func:`classify_emails` judges it.
 
-    Pure. ``calls`` is the record's call count, repeated in each field's check (a record's Emails list is read
-    once for all its fields). See the decisions above this function.
+    ``record_addresses``: every address of the record (default: ``addresses``), so that a mail to several of
+    them is known as such even when only one field is judged. Pure. ``calls`` is the record's call count,
+    repeated in each field's check (a record's Emails list is read once for all its fields). See the decisions
+    above this function.
     """
     own = {f: normalise_address(a) for f, a in addresses.items()}
-    record_addresses = {a for a in own.values() if a is not None}
-    unattributed = any(carries_status(e) and not recipients(e) for e in emails)
+    every = {**(record_addresses or {}), **addresses}
+    known = {a for a in (normalise_address(v) for v in every.values()) if a is not None}
+    unattributed = [e for e in emails if _unattributed(e)]
     out: dict[str, BounceCheck] = {}
     for field_name, address in own.items():
         if address is None:
@@ -416,15 +490,34 @@ def classify_addresses(
             continue
         check = classify_emails(mine, now=now, min_hours_since_bounce=min_hours_since_bounce, calls=calls)
         latest = latest_email(mine)
-        shared = latest is not None and len(recipients(latest) & record_addresses) > 1
-        if shared and check.verdict in (Verdict.SOFT, Verdict.HARD, Verdict.DEFERRED):
+        if check.verdict == Verdict.NONE and unattributed and _not_older(unattributed, latest):
             check = replace(
                 check,
                 verdict=Verdict.UNKNOWN,
-                note="the latest bounce went to several of the record's addresses: the unblock call decides",
+                note="a mail as new as this address's latest does not say whom it went to ('to'): the unblock"
+                " call decides",
+            )
+        shared = latest is not None and len(recipients(latest) & known) > 1
+        if shared and check.verdict == Verdict.HARD:
+            check = replace(
+                check,
+                verdict=Verdict.UNKNOWN,
+                note="the latest hard bounce went to several of the record's addresses: the unblock call decides",
+            )
+        elif shared and check.verdict in (Verdict.SOFT, Verdict.DEFERRED):
+            check = replace(
+                check, note=check.note or "the latest bounce went to several of the record's addresses"
             )
         out[field_name] = check
     return out
+
+
+def _not_older(others: Sequence[Mapping[str, Any]], latest: Mapping[str, Any] | None) -> bool:
+    """Whether any of ``others`` is as new as ``latest`` or newer (unknown times: assume it is)."""
+    mine = event_time(latest) if latest is not None else None
+    if mine is None:
+        return True
+    return any((t := event_time(e)) is None or t >= mine for e in others)
 
 
 def check_addresses(
@@ -433,10 +526,11 @@ def check_addresses(
     record_id: str,
     addresses: Mapping[str, str | None],
     *,
-    now: datetime | None = None,
+    now: datetime | Callable[[], datetime] | None = None,
     min_hours_since_bounce: float = 0,
     budget: CallBudget | None = None,
     email_type: str | None = CRM_SENT_TYPE,
+    record_addresses: Mapping[str, str | None] | None = None,
 ) -> dict[str, BounceCheck]:
     """Read a record's Emails list once for all its fields, only as deep as needed, and judge each field.
 
@@ -445,12 +539,18 @@ def check_addresses(
     A field with no address costs nothing; a record whose fields are all empty is not read at all. A spent
     ``budget`` makes every field not yet judged ``deferred`` with :data:`BUDGET_REASON`. A record Zoho calls
     invalid (or whose emails this user may not see) is ``unknown`` in every field. Other errors propagate.
+    ``now``: a time, or a clock read after the list was read (the client's ``server_time``: Zoho's clock, known
+    from Zoho's first answer); default the local clock. ``record_addresses``: every address of the record, for
+    the rule on a mail to several of them (default: ``addresses``).
     """
-    now = now or datetime.now(UTC)
     own = {f: normalise_address(a) for f, a in addresses.items()}
     wanted = {a for a in own.values() if a is not None}
+    options: dict[str, Any] = {
+        "min_hours_since_bounce": min_hours_since_bounce,
+        "record_addresses": record_addresses,
+    }
     if not wanted:
-        return classify_addresses([], addresses, now=now, min_hours_since_bounce=min_hours_since_bounce)
+        return classify_addresses([], addresses, now=lambda: _now(now), **options)
     collected: list[dict[str, Any]] = []
     calls = 0
     settled: set[str] = set()  # addresses whose latest mail is known (newest-first pages only)
@@ -468,18 +568,14 @@ def check_addresses(
                 if settled >= wanted:
                     break
     except _BudgetSpent:
-        checks = classify_addresses(
-            collected, addresses, now=now, min_hours_since_bounce=min_hours_since_bounce, calls=calls
-        )
+        checks = classify_addresses(collected, addresses, now=_now(now), calls=calls, **options)
         return {
             f: check if own[f] is None or (newest_first and own[f] in settled) else _budget_deferred(calls)
             for f, check in checks.items()
         }
     except ZohoRequestError as exc:
         return dict.fromkeys(addresses, _refused(exc, module, record_id, calls))
-    checks = classify_addresses(
-        collected, addresses, now=now, min_hours_since_bounce=min_hours_since_bounce, calls=calls
-    )
+    checks = classify_addresses(collected, addresses, now=_now(now), calls=calls, **options)
     for field_name, check in checks.items():
         if check.verdict == Verdict.UNKNOWN:
             log.warning(

@@ -1,6 +1,11 @@
 """A small typed exception hierarchy: what failed, Zoho's own code and message, and what to do about it.
 
 No exception ever carries a secret: messages are built from Zoho's error fields and our own text only.
+
+An error a person must act on (a wrong client secret, a revoked refresh token, the wrong data center, a missing
+scope) names its cause and its ``fix`` in its first line: ``str(exc)`` is ``"<cause> Fix: <fix> [HTTP …, code]"``,
+with no line break, so the line a person reads first (a task log's error line, a traceback's last line, the
+preflight's ✗) says what to do.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ class ZohoCRMError(Exception):
     :param status: the HTTP status, when there was a response.
     :param code: Zoho's error ``code`` (e.g. ``INVALID_TOKEN``) or OAuth ``error``.
     :param details: Zoho's ``details`` object.
+    :param fix: what a person does about it, when that is known (appended to the message as ``Fix: …``).
     """
 
     def __init__(
@@ -24,20 +30,34 @@ class ZohoCRMError(Exception):
         status: int | None = None,
         code: str | None = None,
         details: dict[str, Any] | None = None,
+        fix: str = "",
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        full = f"{message} Fix: {fix}" if fix else message
+        super().__init__(full)
+        #: what happened, without the fix
+        self.cause = message
+        #: what to do about it ("" when the message alone is all there is to say)
+        self.fix = fix
+        #: the cause and the fix, as one line
+        self.message = full
         self.status = status
         self.code = code
         self.details = details or {}
 
-    def __str__(self) -> str:
-        parts = [self.message]
+    def tag(self) -> str:
+        """``[HTTP 401, OAUTH_SCOPE_MISMATCH]``, or "" with neither."""
         tags = [f"HTTP {self.status}" if self.status else "", self.code or ""]
         tag = ", ".join(t for t in tags if t)
-        if tag:
-            parts.append(f"[{tag}]")
-        return " ".join(parts)
+        return f"[{tag}]" if tag else ""
+
+    def describe_cause(self) -> str:
+        """The cause and Zoho's status and code, without the fix (the preflight prints the fix on its own line);
+        what was added to the message since (the client's "gave up after 6 attempts") stays."""
+        cause = self.message.replace(f" Fix: {self.fix}", "", 1) if self.fix else self.message
+        return " ".join(part for part in (cause, self.tag()) if part)
+
+    def __str__(self) -> str:
+        return " ".join(part for part in (self.message, self.tag()) if part)
 
 
 class ZohoConfigError(ZohoCRMError, ValueError):

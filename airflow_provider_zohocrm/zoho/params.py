@@ -9,12 +9,14 @@ and raises :class:`ZohoValidationError` naming the param for anything else, befo
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from airflow_provider_zohocrm.zoho.emails import ADDRESS_FIELDS
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
 from airflow_provider_zohocrm.zoho.tags import validate_tag_names
 from airflow_provider_zohocrm.zoho.validation import validate_batch_size
@@ -206,11 +208,21 @@ def parse_record_ids(value: Any) -> Any:
     return value
 
 
-def parse_dns_options(value: Any) -> dict[str, Any] | None:
-    """``check_domain``'s resolver options ``{"nameservers": [...], "port": 53, "timeout": 5}`` (all optional;
-    None: the system's resolver). A JSON string (a rendered template) is read as JSON."""
-    if _unset(value):
-        return None
+#: The options ``dns_options`` may set.
+DNS_OPTION_KEYS = ("nameservers", "port", "timeout")
+
+
+def parse_dns_options(value: object) -> dict[str, object]:
+    """``check_domain``'s resolver options, checked: ``{"nameservers": ["10.0.0.2", …], "port": 53,
+    "timeout": 5}``, each optional (``{}``: the system's resolver, port 53, 5 s). A JSON string is read as JSON;
+    None or ``""`` is ``{}``.
+
+    Nameservers are IP addresses written exactly (``"127.0.0.1 "``, ``"https://dns.example/"`` or a host name
+    are refused: dnspython would fail on them only at run time, which reads as a DNS failure of each domain and
+    sends every domain-failure bounce unchecked), at least one when the key is given; the port is an integer
+    1-65535; the timeout a number of seconds > 0. Raises :class:`ZohoValidationError` naming the option."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return {}
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -218,18 +230,58 @@ def parse_dns_options(value: Any) -> dict[str, Any] | None:
             raise ZohoValidationError(f"dns_options must be an object, not {value!r}") from None
     if not isinstance(value, Mapping):
         raise ZohoValidationError(f"dns_options must be an object, not {value!r}")
-    from airflow_provider_zohocrm.zoho.domains import DomainChecker  # dnspython only when asked for
+    unknown = sorted(str(k) for k in value if k not in DNS_OPTION_KEYS)
+    if unknown:
+        raise ZohoValidationError(
+            f"dns_options: unknown DNS option(s) {unknown}: use {', '.join(DNS_OPTION_KEYS)}"
+        )
+    out: dict[str, object] = {}
+    if "nameservers" in value and value["nameservers"] is not None:
+        servers = value["nameservers"]
+        if isinstance(servers, str) or not isinstance(servers, Sequence) or not servers:
+            raise ZohoValidationError(
+                f"dns_options: nameservers must be a non-empty list of IP addresses, not {servers!r}"
+            )
+        for server in servers:
+            try:
+                ipaddress.ip_address(server)  # exact: no spaces, no URL, no port, no host name
+            except (TypeError, ValueError):
+                raise ZohoValidationError(
+                    f"dns_options: nameserver {server!r} is not an IP address (write it exactly, e.g."
+                    ' "10.0.0.2" or "2001:db8::53": no URL, host name, port or spaces)'
+                ) from None
+        out["nameservers"] = [str(server) for server in servers]
+    if "port" in value and value["port"] is not None:
+        port = value["port"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ZohoValidationError(f"dns_options: port must be an integer 1-65535, not {port!r}")
+        out["port"] = port
+    if "timeout" in value and value["timeout"] is not None:
+        timeout = value["timeout"]
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not timeout > 0
+            or timeout != timeout
+            or timeout == float("inf")
+        ):
+            raise ZohoValidationError(
+                f"dns_options: timeout must be a number of seconds > 0, not {timeout!r}"
+            )
+        out["timeout"] = float(timeout)
+    return out
 
-    try:
-        DomainChecker.from_options(value)
-    except ValueError as exc:
-        raise ZohoValidationError(f"dns_options: {exc}") from None
-    return dict(value)
+
+#: The address fields of ``addresses`` (Zoho's API names).
+_ADDRESS_KEYS = ADDRESS_FIELDS
 
 
 def parse_addresses(value: Any, fields: Sequence[str]) -> dict[str, dict[str, str | None]] | None:
-    """The records' addresses ``{id: {field: address or None}}`` as the sources read them with the ids; only
-    ``fields`` are kept (the XCom carries nothing else). None: not given (the job reads them)."""
+    """The records' addresses ``{id: {field: address or None}}`` as the sources read them with the ids. Each of
+    ``fields`` (the fields to unblock; a missing one is no address) and the record's other address when given
+    (the rule on a mail to several addresses needs it). Field names are exactly ``Email`` and
+    ``Secondary_Email``: any other key (``email``) is refused, naming it, before any call; read as "no address"
+    it would leave a blocked address blocked. None: not given (the job reads them)."""
     if _unset(value):
         return None
     if isinstance(value, str):
@@ -245,8 +297,14 @@ def parse_addresses(value: Any, fields: Sequence[str]) -> dict[str, dict[str, st
     for record_id, row in value.items():
         if not isinstance(row, Mapping):
             raise ZohoValidationError(f"addresses[{record_id!r}] must be an object {{field: address}}")
+        wrong = [key for key in row if key not in _ADDRESS_KEYS]
+        if wrong:
+            raise ZohoValidationError(
+                f"addresses[{record_id!r}] has the field {str(wrong[0])!r}: address fields are exactly"
+                f" {' and '.join(repr(k) for k in _ADDRESS_KEYS)} (case matters)"
+            )
         kept: dict[str, str | None] = {}
-        for name in fields:
+        for name in [f for f in _ADDRESS_KEYS if f in fields or f in row]:
             address = row.get(name)
             if address is not None and not isinstance(address, str):
                 raise ZohoValidationError(f"addresses[{record_id!r}][{name!r}] must be text or null")
@@ -256,6 +314,7 @@ def parse_addresses(value: Any, fields: Sequence[str]) -> dict[str, dict[str, st
 
 
 __all__ = [
+    "DNS_OPTION_KEYS",
     "FALSE_WORDS",
     "TRUE_WORDS",
     "VERIFY_MODES",

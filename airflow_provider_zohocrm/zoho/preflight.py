@@ -28,7 +28,11 @@ from airflow_provider_zohocrm.zoho.client import ZohoCRMClient
 from airflow_provider_zohocrm.zoho.datacenters import Endpoints
 from airflow_provider_zohocrm.zoho.errors import (
     ZohoCRMError,
+    ZohoResponseError,
     ZohoScopeError,
+    ZohoServerError,
+    ZohoTokenThrottledError,
+    ZohoTransportError,
     ZohoValidationError,
 )
 from airflow_provider_zohocrm.zoho.params import VERIFY_MODES
@@ -133,6 +137,28 @@ class PreflightReport:
         return json.dumps({"ok": self.ok, **asdict(self)}, indent=2, default=str)
 
 
+def token_fix(exc: ZohoCRMError) -> str:
+    """What to do when no access token could be had: the error's own fix (a wrong secret, a revoked refresh
+    token, the wrong data center name theirs), else one by the kind of failure."""
+    if exc.fix:
+        return exc.fix
+    if isinstance(exc, ZohoTokenThrottledError):
+        minutes = max(1, round(exc.retry_after / 60))
+        return (
+            f"Wait about {minutes} minute(s) before the next try (a try sooner extends Zoho's throttle), and give"
+            " every other tool that uses this refresh token one of its own."
+        )
+    if isinstance(exc, ZohoTransportError | ZohoServerError | ZohoResponseError):
+        return (
+            "Check that this machine reaches the accounts server named above (proxy, firewall, DNS) and that the"
+            " connection's data_center is the one of your Zoho CRM login page; then run the preflight again."
+        )
+    return (
+        "Check the connection's client ID (login), client secret (password), refresh_token and data_center"
+        " against the Zoho API console (README: 'The connection'); then run the preflight again."
+    )
+
+
 def _fix(scope_need: ScopeNeed) -> str:
     return SCOPE_FIX.format(scopes=scope_need.describe())
 
@@ -167,7 +193,7 @@ class _Preflight:
         try:
             token = self.client.tokens.get_token()
         except ZohoCRMError as exc:
-            report.add("access token", "fail", str(exc), "See the message: Zoho's answer names the cause.")
+            report.add("access token", "fail", exc.describe_cause(), token_fix(exc))
             return False
         report.api_domain = token.api_domain
         report.add("access token", "ok", f"obtained; API domain {token.api_domain}")
@@ -231,7 +257,7 @@ class _Preflight:
         except ZohoValidationError as exc:
             return Check(name, "fail", str(exc), "Use one of the names or ids listed.")
         except ZohoCRMError as exc:
-            return Check(name, "fail" if required else "warn", str(exc))
+            return Check(name, "fail" if required else "warn", exc.describe_cause(), exc.fix)
         if self.scopes is not None and not granted_by(self.scopes, scope_need):
             detail += f" (Zoho allowed it, though no granted scope names {scope_need.describe()})"
         return Check(name, "ok", detail)

@@ -29,12 +29,23 @@ def _outcomes() -> list[str]:
     return [o.value for o in Outcome]
 
 
-def format_module_table(counts: Mapping[str, Mapping[str, int]], modules: Sequence[str]) -> str:
-    """One row per outcome, one column per module and a total column; a total row at the bottom."""
+def format_module_table(
+    counts: Mapping[str, Mapping[str, int]],
+    modules: Sequence[str],
+    pending: Mapping[str, int] | None = None,
+) -> str:
+    """One row per outcome, one column per module and a total column; a total row at the bottom. ``pending``
+    (per module: records without an outcome, e.g. every record a dry run or an approval plan would send) is a
+    row of its own when there are any, so each column adds up to the records found in every mode."""
     outcomes = _outcomes() + sorted({o for c in counts.values() for o in c} - set(_outcomes()))
+    waiting = {m: int((pending or {}).get(m, 0)) for m in modules}
+    if any(waiting.values()):
+        outcomes.append("pending")
     columns = [*modules, "total"]
 
     def cell(outcome: str, column: str) -> int:
+        if outcome == "pending":
+            return sum(waiting.values()) if column == "total" else waiting.get(column, 0)
         if column == "total":
             return sum(counts.get(m, {}).get(outcome, 0) for m in modules)
         return counts.get(column, {}).get(outcome, 0)
@@ -92,6 +103,7 @@ def build_run_report(
     field_problems: list[str] = []
     would_send: dict[str, dict[str, list[str]]] = {}
     field_needs_person: list[tuple[str, str, str, str]] = []  # (module, id, field, outcome)
+    dns_stopped: list[str] = []  # why check_domain stopped asking DNS, one per task that stopped
     for result in results:
         if not result:
             continue
@@ -118,9 +130,19 @@ def build_run_report(
                     field_needs_person.append((module, str(rid), str(name), str(outcome)))
         for key, info in (result.get("field_details") or {}).items():
             field_details[f"{module}:{key}"] = dict(info) if isinstance(info, Mapping) else {}
+        if result.get("dns_stopped"):
+            dns_stopped.append(str(result["dns_stopped"]))
         for key, plan_ids in (result.get("would_send") or {}).items():
             would_send.setdefault(module, {}).setdefault(str(key), []).extend(str(i) for i in plan_ids)
-        for key in ("calls", "email_checks", "tag_calls", "read_calls", "dns_queries", "planned_calls"):
+        for key in (
+            "calls",
+            "email_checks",
+            "tag_calls",
+            "read_calls",
+            "dns_queries",
+            "dns_unchecked",
+            "planned_calls",
+        ):
             value = result.get(key)
             totals[key] += (
                 int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
@@ -169,6 +191,8 @@ def build_run_report(
         "tag_calls": totals["tag_calls"],
         "read_calls": totals["read_calls"],
         "dns_queries": totals["dns_queries"],
+        "dns_stopped": dns_stopped,
+        "dns_unchecked": totals["dns_unchecked"],
         "planned_calls": totals["planned_calls"],
         "fields": fields,
         "would_send": would_send,
@@ -237,7 +261,8 @@ def format_run_report(report: Mapping[str, Any], *, dry_run: bool = False, tag: 
         f" {report['email_checks']:,} email check(s), {report['tag_calls']:,} tag call(s).",
     ]
     if modules:
-        lines.append(format_module_table(report["counts"], modules))
+        pending = {m: len(report["pending"].get(m, [])) for m in modules}
+        lines.append(format_module_table(report["counts"], modules, pending))
     else:
         lines.append("(no source listed any record)")
     for module, slots in (report.get("fields") or {}).items():
@@ -262,11 +287,17 @@ def format_run_report(report: Mapping[str, Any], *, dry_run: bool = False, tag: 
         )
     elif pending_total:
         lines.append(f"pending: {pending_total:,} record(s) not sent (see pending_reasons).")
+    stopped = report.get("dns_stopped") or []
+    if stopped:
+        lines.append(
+            f"check_domain: {len(stopped):,} task(s) stopped asking DNS ({stopped[0]});"
+            f" {report.get('dns_unchecked', 0):,} domain(s) not looked up, their fields sent as without the check."
+        )
     for outcome, records in report["needs_person"].items():
         if not records:
             continue
         tagged = f", tagged {tag!r}" if tag and not dry_run else ""
-        lines.append(f"Need a person ({outcome}, {len(records):,}{tagged}):")
+        lines.append(f"Need a person ({outcome}, {_needs_person_count(records)}{tagged}):")
         for rec in records[:LIST_LIMIT]:
             why = _bounce_words(rec)
             on = f" {rec['field']}" if rec.get("field") else ""
@@ -280,6 +311,22 @@ def format_run_report(report: Mapping[str, Any], *, dry_run: bool = False, tag: 
         if len(keys) > LIST_LIMIT:
             lines.append(f"  … and {len(keys) - LIST_LIMIT:,} more (all in the report's XCom)")
     return "\n".join(lines)
+
+
+def _needs_person_count(entries: Sequence[Mapping[str, Any]]) -> str:
+    """A needs-person heading's count: records (a record with both fields listed counts once), and, when any
+    entry is a (record, field) pair, the pairs as such. These records are the ones tagged; the module table
+    counts each record once under its most actionable outcome, so a record whose other field failed is counted
+    there under ``error``, and one with a field at its limit and the other permanently blocked under
+    ``permanently_blocked``."""
+    records = len({(e["module"], e["id"]) for e in entries})
+    pairs = sum(1 for e in entries if e.get("field"))
+    whole = len(entries) - pairs  # one-field results list the record itself
+    if not pairs:
+        return f"{records:,} record(s)"
+    if not whole:
+        return f"{records:,} record(s), {pairs:,} (record, field) pair(s)"
+    return f"{records:,} record(s), listed as {pairs:,} (record, field) pair(s) + {whole:,} record(s)"
 
 
 #: The heading of each outcome whose records are listed with Zoho's message.

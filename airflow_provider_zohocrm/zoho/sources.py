@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from airflow_provider_zohocrm.zoho.addresses import coql_with_fields, view_fields
+from airflow_provider_zohocrm.zoho.addresses import coql_with_fields, fields_to_read, view_fields
+from airflow_provider_zohocrm.zoho.emails import ADDRESS_FIELDS
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
 from airflow_provider_zohocrm.zoho.params import (
     VERIFY_MODES,
@@ -90,11 +91,15 @@ class Source:
     def read_query(self) -> str:
         """The COQL select to run: the addresses added to the select list when they are needed (no extra call)."""
         assert self.query is not None
-        return coql_with_fields(self.query, self.unblock_fields) if self.reads_addresses else self.query
+        if not self.reads_addresses:
+            return self.query
+        return coql_with_fields(self.query, fields_to_read(self.module, self.unblock_fields))
 
     def read_fields(self) -> list[str]:
         """``fields=`` of the view read."""
-        return view_fields(self.unblock_fields) if self.reads_addresses else ["id"]
+        return (
+            view_fields(fields_to_read(self.module, self.unblock_fields)) if self.reads_addresses else ["id"]
+        )
 
     def describe(self) -> str:
         """How the report names the source: ``#1 Leads view 'Bounced leads' (verify none)``."""
@@ -352,13 +357,18 @@ def sources_from_params(
             " max_map_length) and each holds one source: merge sources or split the run."
         )
     sources = [validate_source(raw, i, defaults=defaults, now=now) for i, raw in enumerate(listed)]
+    dns_options = parse_dns_options(params.get("dns_options")) or None
+    if any(source.check_domain for source in sources):
+        from airflow_provider_zohocrm.zoho.domains import DomainChecker  # dnspython only when used
+
+        DomainChecker.from_options(dns_options, build=True)  # a resolver that cannot be built fails here
     return RunSettings(
         conn_id=settings.conn_id,
         batch_size=settings.batch_size,
         dry_run=settings.dry_run,
         needs_person_tag=settings.needs_person_tag,
         sources=sources,
-        dns_options=parse_dns_options(params.get("dns_options")),
+        dns_options=dns_options,
     )
 
 
@@ -412,7 +422,8 @@ def plan_groups(
     than its budget, so every group may read at least one Emails list.
 
     ``addresses`` (module → id → field → address, as the sources read them): each ``verify="emails"`` group
-    carries its own records' addresses, and only the fields it unblocks (the XCom stays small)."""
+    carries its own records' addresses, every address of each record (the rule on a mail to several of a
+    record's addresses needs them all, whatever fields the group unblocks)."""
     validate_batch_size(batch_size)
     if max_groups < 1:
         raise ZohoValidationError(f"max_groups must be at least 1, not {max_groups}")
@@ -434,7 +445,7 @@ def plan_groups(
         known = (addresses or {}).get(source.module, {})
         for part, budget in zip(parts, budgets, strict=True):
             own = (
-                {rid: {f: known[rid].get(f) for f in source.unblock_fields} for rid in part if rid in known}
+                {rid: _address_fields_of(known[rid]) for rid in part if rid in known}
                 if source.reads_addresses and known
                 else None
             )
@@ -453,6 +464,11 @@ def plan_groups(
                 }
             )
     return groups
+
+
+def _address_fields_of(row: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The address fields of a record's row (nothing else goes to the task's XCom)."""
+    return {name: row[name] for name in ADDRESS_FIELDS if name in row}
 
 
 def _split_even(ids: list[str], batch_size: int, n_groups: int) -> list[list[str]]:

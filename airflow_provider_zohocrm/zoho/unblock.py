@@ -242,6 +242,10 @@ class UnblockReport:
     read_calls: int = 0
     #: DNS queries of ``check_domain``.
     dns_queries: int = 0
+    #: Why ``check_domain`` stopped asking DNS in this task (consecutive timeouts), "" when it did not; and how
+    #: many domains were then not looked up (their fields were sent as without the check).
+    dns_stopped: str = ""
+    dns_unchecked: int = 0
     #: With more than one field: every (record, field) pair's outcome (``pending`` when it has none yet).
     fields: dict[str, dict[str, str]] = field(default_factory=dict)
     #: With more than one field: bounce details (``"<id> <field>"``) of needs-person and deferred fields.
@@ -372,6 +376,9 @@ class UnblockReport:
             out["fields"] = {rid: dict(v) for rid, v in self.fields.items()}
             out["field_details"] = {k: dict(v) for k, v in self.field_details.items()}
             out["field_reasons"] = dict(self.field_reasons)
+        if self.dns_stopped:
+            out["dns_stopped"] = self.dns_stopped
+            out["dns_unchecked"] = self.dns_unchecked
         if self.dry_run:
             out["would_send"] = {k: list(v) for k, v in self.would_send.items()}
             out["planned_calls"] = self.planned_calls

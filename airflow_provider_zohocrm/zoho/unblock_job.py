@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from airflow_provider_zohocrm.zoho.addresses import addresses_by_id
+from airflow_provider_zohocrm.zoho.addresses import addresses_by_id, fields_to_read
 from airflow_provider_zohocrm.zoho.emails import (
     BUDGET_REASON,
     BounceCheck,
@@ -141,6 +141,13 @@ class UnblockPlan:
         )
         mode = parse_verify(verify)
         hours, checks = parse_emails_options(mode, min_hours_since_bounce, max_email_checks, strict=strict)
+        domain_check = parse_flag(check_domain if check_domain is not None else False, "check_domain")
+        dns = parse_dns_options(dns_options) or None
+        if domain_check and mode == "emails":
+            from airflow_provider_zohocrm.zoho.domains import DomainChecker  # dnspython only when used
+
+            # a resolver that cannot be built fails here, before any call
+            DomainChecker.from_options(dns, build=True)
         return cls(
             request=request,
             dry_run=parse_flag(dry_run, "dry_run"),
@@ -149,8 +156,8 @@ class UnblockPlan:
             max_email_checks=checks,
             needs_person_tag=parse_tag(needs_person_tag),
             addresses=parse_addresses(addresses, request.unblock_fields),
-            check_domain=parse_flag(check_domain if check_domain is not None else False, "check_domain"),
-            dns_options=parse_dns_options(dns_options),
+            check_domain=domain_check,
+            dns_options=dns,
         )
 
     @property
@@ -406,7 +413,7 @@ def read_addresses(
     per 50 ids. Returns the addresses (a record Zoho did not return is left out) and the calls made."""
     found: dict[str, dict[str, str | None]] = {}
     calls = 0
-    names = ", ".join(fields)
+    names = ", ".join(fields_to_read(module, fields))  # the record's other address too: it costs nothing
     for start in range(0, len(record_ids), ADDRESS_READ_CHUNK):
         chunk = record_ids[start : start + ADDRESS_READ_CHUNK]
         query = f"select id, {names} from {module} where id in ({', '.join(chunk)})"
@@ -428,7 +435,14 @@ def check_emails(
     request = plan.request
     fields = tuple(request.unblock_fields)
     budget = CallBudget(plan.max_email_checks)
-    now = datetime.fromtimestamp(plan.now if plan.now is not None else client.server_time(), UTC)
+    domains = DomainChecker.from_options(plan.dns_options, build=True) if plan.check_domain else None
+    fixed_now = plan.now
+
+    def now() -> datetime:
+        """Zoho's clock, read when a record's list has been read: by then Zoho has answered this task at least
+        once, so the client knows the offset of Zoho's ``Date`` (before any answer it only knows ours)."""
+        return datetime.fromtimestamp(fixed_now if fixed_now is not None else client.server_time(), UTC)
+
     given = plan.addresses or {}
     addresses = {rid: dict(given[rid]) for rid in request.record_ids if rid in given}
     missing = [rid for rid in request.record_ids if rid not in addresses]
@@ -439,7 +453,6 @@ def check_emails(
             raise VerifyFailed(exc) from None
         report.read_calls += calls
         addresses.update(read)
-    domains = DomainChecker.from_options(plan.dns_options) if plan.check_domain else None
     checks: dict[str, dict[str, BounceCheck]] = {}
     errors: dict[str, str] = {}
 
@@ -455,6 +468,7 @@ def check_emails(
             now=now,
             min_hours_since_bounce=plan.min_hours_since_bounce,
             budget=budget,
+            record_addresses=own,
         )
         if domains is not None:
             result = domains.apply_all(result, own)
@@ -476,11 +490,11 @@ def check_emails(
         pool.run(request.record_ids, check, done, failed, _ignore)
     except _CallFailed as stop:
         report.email_checks = budget.spent
-        report.dns_queries = domains.queries if domains is not None else 0
+        _note_dns(report, domains)
         decided = {rid: decide(rid) for rid in request.record_ids if rid in checks}
         raise VerifyFailed(stop.error, decided, errors) from None
     report.email_checks = budget.spent
-    report.dns_queries = domains.queries if domains is not None else 0
+    _note_dns(report, domains)
     tally: dict[str, int] = {}
     for result in checks.values():
         for name, one in result.items():
@@ -494,6 +508,15 @@ def check_emails(
         ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items(), key=lambda kv: -kv[1])),
     )
     return [decide(rid) for rid in request.record_ids]
+
+
+def _note_dns(report: UnblockReport, domains: Any) -> None:
+    """``check_domain``'s cost into the report, and whether it stopped asking (consecutive timeouts)."""
+    if domains is None:
+        return
+    report.dns_queries = domains.queries
+    report.dns_stopped = domains.stopped
+    report.dns_unchecked = domains.unchecked
 
 
 def _ignore(_item: Any) -> None:
@@ -708,9 +731,13 @@ def tag_needs_person(
 class Checkpoint(Protocol):
     """Where a task keeps what its tries learnt (rolling coverage: an Airflow Variable per mapped task). A retried
     try reads the Emails list only of records without a saved decision, and sends the saved ``send`` decisions
-    again (a record unblocked by the earlier try answers ``already_unblocked``)."""
+    again (a record unblocked by the earlier try answers ``already_unblocked``). ``spent()``: the Emails-list
+    calls the earlier tries made (the budget's one unit), so a retry reads within what is left of
+    ``max_email_checks``. A dry run with a checkpoint (an approval's plan task) saves its decisions only."""
 
     def load(self) -> Mapping[str, Decision]: ...
+
+    def spent(self) -> int: ...
 
     def save(self, decisions: Mapping[str, Decision], report: UnblockReport) -> None: ...
 
@@ -737,15 +764,17 @@ def _verify(
     report: UnblockReport,
     log: Logger,
     known: Mapping[str, Decision],
+    spent: int = 0,
 ) -> list[Decision]:
     """The verify step, reusing ``known`` decisions (an earlier try's): only the other records are read, within
-    what is left of the Emails budget."""
+    what is left of the Emails budget (``spent``: the Emails calls the earlier tries made)."""
     request = plan.request
-    if not known:
+    if not known and not spent:
         return VERIFIERS[plan.verify](client, plan, pool, report, log)  # type: ignore[arg-type]
     todo = [rid for rid in request.record_ids if rid not in known]
     log.info("Reusing %d decision(s) of an earlier try; %d record(s) left to verify.", len(known), len(todo))
-    left = None if plan.max_email_checks is None else max(plan.max_email_checks - len(known), 0)
+    # one unit: Emails-list calls, the ones the earlier tries made counted against the same budget
+    left = None if plan.max_email_checks is None else max(plan.max_email_checks - spent, 0)
     sub = replace(plan, request=replace(request, record_ids=todo), max_email_checks=left)
     try:
         fresh = (
@@ -788,6 +817,13 @@ def _plan_only(report: UnblockReport, plan: UnblockPlan, decisions: Sequence[Dec
         report.planned_calls += 1
 
 
+def _reads_only(plan: UnblockPlan, report: UnblockReport) -> UnblockReport:
+    """A report with no outcome yet, carrying the Emails calls this try made (the checkpoint counts them)."""
+    out = plan.new_report()
+    out.email_checks = report.email_checks
+    return out
+
+
 def run_unblock(
     client: ZohoCRMClient | None,
     plan: UnblockPlan,
@@ -805,8 +841,9 @@ def run_unblock(
     ``verify="none"``/``"sweep"`` a dry run makes no call at all (``client`` may be None).
     A failed Zoho call raises :class:`UnblockJobFailed` with the report: ids decided before it keep their
     outcome, the others are ``pending`` with the reason (a retry is safe).
-    ``checkpoint`` (not with a dry run): decisions of an earlier try are reused (no second Emails read); this
-    try's decisions are saved after the verify step, and with the report's outcomes at the end, failed or not."""
+    ``checkpoint``: decisions of an earlier try are reused (no second Emails read), within what is left of the
+    budget; this try's decisions are saved after the verify step, and with the report's outcomes at the end,
+    failed or not (a dry run saves after the verify step only: an approval's plan, reused by the unblock task)."""
     log = log or _log
     pool = CallPool(max_parallel)
     report = plan.new_report()
@@ -817,16 +854,15 @@ def run_unblock(
         raise ValueError("verify='emails' reads from Zoho: a client is needed, even for a dry run")
     ledger = _Ledger(request.record_ids, request.unblock_fields)
     fields = ledger.fields
-    if plan.dry_run:
-        checkpoint = None
     wanted = set(request.record_ids)
     known = (
         {rid: d for rid, d in _read_decisions(checkpoint.load()).items() if rid in wanted}
         if checkpoint is not None
         else {}
     )
+    spent = checkpoint.spent() if checkpoint is not None else 0
     try:
-        decisions = _verify(client, plan, pool, report, log, known)
+        decisions = _verify(client, plan, pool, report, log, known, spent)
     except VerifyFailed as stop:
         for rid in request.record_ids:
             decision = stop.decided.get(rid)
@@ -841,7 +877,7 @@ def run_unblock(
         raise UnblockJobFailed(stop.error, report) from None
     by_id = _read_decisions({d.record_id: d for d in decisions})
     if checkpoint is not None:  # the reads, before any unblock call (no outcome yet: no coverage verdict)
-        checkpoint.save(by_id, plan.new_report())
+        checkpoint.save(by_id, _reads_only(plan, report))
     _settle_decisions(ledger, decisions)
     if plan.dry_run:
         for decision in decisions:

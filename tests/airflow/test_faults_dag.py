@@ -299,8 +299,8 @@ def test_refresh_token_revoked_mid_run_is_a_clear_final_failure(
         airflow_home, emulator, tmp_path, {"cvid": BOUNCED_VIEW_ID, "batch_size": 200}, leak_audit
     )
     assert dag_run_state(output) == "failed", output[-6000:]
-    assert "Zoho rejected the refresh token (invalid_code)" in output
-    assert "Generate a new one with access_type=offline" in output
+    assert "Zoho rejected the connection's refresh token (invalid_code)" in output
+    assert "Fix: Generate a new refresh token" in output
     run_id, mapped, _ = latest_run_xcoms(airflow_home)
     states = task_states(airflow_home, run_id)
     # ``dags test`` runs mapped tasks in no fixed order: the one that made call 1 succeeded; the two that met

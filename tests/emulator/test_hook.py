@@ -161,7 +161,7 @@ def test_revoked_refresh_token_is_a_clear_final_error(
     hook = ZohoCRMHook(token_store=token_store)
     hook.get_org()
     conn_env.backend.revoke_refresh_token(conn_env.backend.refresh_token)
-    with pytest.raises(ZohoRefreshTokenError, match="Generate a new one"):
+    with pytest.raises(ZohoRefreshTokenError, match="Fix: Generate a new refresh token"):
         hook.get_org()
     assert requests_of(conn_env, "token") == 2  # one refresh attempt, no loop
     # other tasks sharing the store learn it without asking Zoho again

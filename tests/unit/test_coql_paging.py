@@ -31,8 +31,13 @@ def test_an_order_by_id_is_taken_over(order: str) -> None:
     assert plan.page(5, 3) == "select id from Leads where (X is null) and id > 5 order by id asc limit 3"
 
 
-def test_order_by_id_desc_pages_downwards() -> None:
-    plan = keyset_query("select id from Leads where X is null order by id desc")
+@pytest.mark.parametrize("order", ["order by id desc", "ORDER BY id DESC", "Order By 'id' Desc"])
+def test_order_by_id_desc_pages_downwards(order: str) -> None:
+    """In whatever case the direction is written (COQL keywords ignore case): descending, so the cursor goes
+    down (``id < last``); read as ascending it would page the wrong way from the first page on."""
+    plan = keyset_query(f"select id from Leads where X is null {order}")
+    assert plan.descending
+    assert plan.page(None, 3) == "select id from Leads where (X is null) order by id desc limit 3"
     assert plan.page(5, 3) == "select id from Leads where (X is null) and id < 5 order by id desc limit 3"
 
 

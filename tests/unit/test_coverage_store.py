@@ -75,9 +75,13 @@ def test_only_the_last_claim_can_commit_and_only_once() -> None:
     with pytest.raises(CoverageLostError, match=r"lost the coverage lease .* to run 'b'"):
         store(v, clock).commit(first, replace(first.state, read_this_cycle=1))
     store(v, clock).commit(second, replace(second.state, read_this_cycle=2))
-    with pytest.raises(CoverageLostError):
-        store(v, clock).commit(second, replace(second.state, read_this_cycle=3))  # a commit ends the lease
+    # a commit ends the lease: the same claim's second commit (a retried report) is a no-op, not a second write
+    before = dict(v.data)
+    store(v, clock).commit(second, replace(second.state, read_this_cycle=3))
+    assert v.data == before
     assert store(v, clock).read().read_this_cycle == 2
+    with pytest.raises(CoverageLostError):  # and the lost claim still cannot commit after it
+        store(v, clock).commit(first, replace(first.state, read_this_cycle=4))
 
 
 def test_a_lease_of_a_run_that_ended_is_taken_over_at_once() -> None:
@@ -111,6 +115,8 @@ def test_claims_and_checkpoints_round_trip_as_json() -> None:
     assert s.load_checkpoint("run-1", 1).pending(["101", "102", "201"]) == ["102"]
     merged = s.collect_checkpoints("run-1", range(3))
     assert len(merged.verdicts) == 6
+    assert len([k for k in v.data if k.startswith("zohocrm_coverage_ckpt_")]) == 3  # kept until the commit
+    s.delete_checkpoints("run-1", range(3))
     assert [k for k in v.data if k.startswith("zohocrm_coverage_ckpt_")] == []  # deleted once merged
 
 
@@ -122,3 +128,43 @@ def test_keys_are_valid_variable_keys() -> None:
         len(long.key) <= 250
         and long.key != CoverageStore("d" * 200, "s p a c e s/" * 21, DictVariables()).key
     )
+
+
+def test_a_release_gives_the_variable_back_its_exact_text() -> None:
+    v, clock = DictVariables(), Clock()
+    claim = store(v, clock).claim("a")
+    store(v, clock).release(claim)
+    assert v.data == {}  # it did not exist before the claim
+    first = store(v, clock).claim("b")
+    store(v, clock).commit(first, replace(first.state, read_this_cycle=3))
+    before = dict(v.data)
+    claim = store(v, clock).claim("c")
+    assert v.data != before
+    store(v, clock).release(claim)
+    assert v.data == before
+
+
+def test_a_reset_claim_writes_nothing_until_its_commit_which_wins_over_a_live_lease() -> None:
+    from airflow_provider_zohocrm.zoho.coverage import reset
+
+    v, clock = DictVariables(), Clock()
+    held = store(v, clock).claim("a")
+    before = dict(v.data)
+    resetting = store(v, clock).peek("r", fresh_state=reset(clock.now))
+    assert v.data == before and not resetting.leased
+    store(v, clock).commit(resetting, replace(resetting.state, read_this_cycle=5))
+    assert store(v, clock).read().read_this_cycle == 5 and store(v, clock).holder() is None
+    with pytest.raises(CoverageLostError):
+        store(v, clock).commit(held, replace(held.state, read_this_cycle=9))
+    after = dict(v.data)
+    store(v, clock).commit(resetting, replace(resetting.state, read_this_cycle=7))  # a retried report
+    assert v.data == after
+
+
+def test_the_connection_is_part_of_the_key() -> None:
+    v = DictVariables()
+    a = CoverageStore("dag", "Leads.all", v, conn_id="org_a")
+    b = CoverageStore("dag", "Leads.all", v, conn_id="org_b")
+    assert a.key != b.key and "org_a" in a.key
+    assert a.checkpoint_key("r", 0) != b.checkpoint_key("r", 0)
+    assert CoverageStore("dag", "Leads.all", v).key == "zohocrm_coverage_dag__Leads.all"  # without: as before

@@ -12,12 +12,16 @@ import pytest
 
 from airflow_provider_zohocrm.testing.dns_server import LocalDNSServer
 from airflow_provider_zohocrm.zoho.domains import (
+    MAX_CONSECUTIVE_TIMEOUTS,
     DomainChecker,
     DomainStatus,
     domain_of,
     is_domain_failure,
+    parse_dns_options,
 )
 from airflow_provider_zohocrm.zoho.emails import BounceCheck, Verdict
+from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
+from airflow_provider_zohocrm.zoho.unblock_job import UnblockPlan
 
 #: name -> {rdtype: [rdata text]}; names not here answer NXDOMAIN.
 ZONE: dict[str, dict[str, list[str]]] = {
@@ -161,5 +165,75 @@ def test_domain_of_and_options() -> None:
     made = DomainChecker.from_options({"nameservers": ["127.0.0.1"], "port": 5353, "timeout": 1})
     assert isinstance(made, DomainChecker)
     for bad in ({"port": "53"}, {"timeout": "1"}, {"nameservers": "127.0.0.1"}, {"server": "x"}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ZohoValidationError):
             DomainChecker.from_options(bad)
+
+
+# -- issue 27 row 5: options checked before any call, a resolver that cannot be built, repeated timeouts ---------
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ({"nameservers": ["127.0.0.1 "]}, "not an IP address"),
+        ({"nameservers": ["https://dns.example/"]}, "not an IP address"),
+        ({"nameservers": ["dns.example"]}, "not an IP address"),
+        ({"nameservers": ["127.0.0.1:53"]}, "not an IP address"),
+        ({"nameservers": "127.0.0.1"}, "non-empty list"),
+        ({"nameservers": []}, "non-empty list"),
+        ({"port": 0}, "port"),
+        ({"port": 65536}, "port"),
+        ({"port": "53"}, "port"),
+        ({"port": True}, "port"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": "5"}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"server": "10.0.0.2"}, "unknown DNS option"),
+        ("not json", "must be an object"),
+        (["10.0.0.2"], "must be an object"),
+    ],
+)
+def test_dns_options_are_refused_naming_what_is_wrong(bad: object, words: str) -> None:
+    with pytest.raises(ZohoValidationError, match=f"dns_options.*{words}"):
+        parse_dns_options(bad)
+
+
+def test_good_dns_options_pass() -> None:
+    assert parse_dns_options(None) == {} and parse_dns_options("") == {}
+    assert parse_dns_options('{"nameservers": ["10.0.0.2", "2001:db8::53"], "port": 5353, "timeout": 1}') == {
+        "nameservers": ["10.0.0.2", "2001:db8::53"],
+        "port": 5353,
+        "timeout": 1.0,
+    }
+
+
+def test_a_resolver_that_cannot_be_built_fails_before_any_query(tmp_path) -> None:
+    broken = DomainChecker(resolv_conf=str(tmp_path / "no-resolv.conf"))
+    with pytest.raises(ZohoValidationError, match="no DNS resolver"):
+        broken.build_resolver()
+    assert broken.queries == 0
+
+
+def test_the_plan_refuses_bad_dns_options_before_any_call() -> None:
+    with pytest.raises(ZohoValidationError, match="not an IP address"):
+        UnblockPlan.build(
+            "Leads", ["1"], verify="emails", check_domain=True, dns_options={"nameservers": ["127.0.0.1 "]}
+        )
+
+
+def test_after_consecutive_timeouts_the_checker_stops_asking(silent_dns: LocalDNSServer) -> None:
+    dns_checker = checker(silent_dns, timeout=0.2)
+    answers = [dns_checker.check(f"d{i}.test") for i in range(8)]
+    assert all(a.status == DomainStatus.UNKNOWN for a in answers)
+    assert dns_checker.queries == MAX_CONSECUTIVE_TIMEOUTS == silent_dns.count()
+    assert "consecutive timeouts" in dns_checker.stopped
+    assert dns_checker.unchecked == 8 - MAX_CONSECUTIVE_TIMEOUTS
+    assert all("not looked up" in a.reason for a in answers[MAX_CONSECUTIVE_TIMEOUTS:])
+
+
+def test_an_answer_between_timeouts_resets_the_count(dns_server: LocalDNSServer) -> None:
+    dns_checker = checker(dns_server)
+    for i in range(MAX_CONSECUTIVE_TIMEOUTS + 2):
+        assert dns_checker.check(f"gone{i}.test").status == DomainStatus.DEAD  # NXDOMAIN: answered
+    assert dns_checker.stopped == ""

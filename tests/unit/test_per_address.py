@@ -16,7 +16,13 @@ from airflow_provider_zohocrm.zoho.addresses import (
     coql_with_fields,
     view_fields,
 )
-from airflow_provider_zohocrm.zoho.emails import BounceCheck, Verdict, classify_addresses, recipients
+from airflow_provider_zohocrm.zoho.emails import (
+    BounceCheck,
+    Verdict,
+    classify_addresses,
+    read_recipients,
+    recipients,
+)
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
 from airflow_provider_zohocrm.zoho.per_field import (
     PRECEDENCE,
@@ -116,20 +122,79 @@ def test_to_is_compared_without_case_or_spaces() -> None:
     assert recipients({}) == frozenset()
 
 
-def test_a_bounce_to_several_of_the_records_addresses_is_left_to_zoho() -> None:
-    emails = [mail(["ada@example.com", "ada@work.example.org"], 72, "soft")]
-    assert verdicts(emails, BOTH) == {"Email": "unknown", "Secondary_Email": "unknown"}
-    delivered = [mail(["ada@example.com", "ada@work.example.org"], 72)]
+def test_a_bounce_to_several_of_the_records_addresses() -> None:
+    """Issue 27 rows 2 and 3: a soft bounce of a shared mail is judged as any soft bounce (sent when old enough,
+    deferred while young, so no unblock is spent on it); a hard one cannot be pinned on one address and is left
+    to Zoho (unknown); the record's other address counts whatever fields are judged."""
+    both = ["ada@example.com", "ada@work.example.org"]
+    assert verdicts([mail(both, 72, "soft")], BOTH) == {"Email": "soft", "Secondary_Email": "soft"}
+    assert verdicts([mail(both, 2, "soft")], BOTH) == {"Email": "deferred", "Secondary_Email": "deferred"}
+    assert verdicts([mail(both, 72, "hard")], BOTH) == {"Email": "unknown", "Secondary_Email": "unknown"}
+    delivered = [mail(both, 72)]
     assert verdicts(delivered, BOTH) == {"Email": "none", "Secondary_Email": "none"}
+    # Email judged alone: the record's other address still makes the hard bounce a shared one
+    only_email = classify_addresses(
+        [mail(both, 72, "hard")], {"Email": BOTH["Email"]}, now=NOW, record_addresses=BOTH
+    )
+    assert only_email["Email"].verdict == Verdict.UNKNOWN
+    assert verdicts([mail(both, 72, "hard")], {"Email": BOTH["Email"]}) == {"Email": "hard"}  # not told
 
 
 def test_mails_without_recipients_make_a_field_without_own_mail_unknown() -> None:
     nameless = mail(None, 72, "soft")
     nameless["to"] = []
     assert verdicts([nameless], {"Email": "ada@example.com"}) == {"Email": "unknown"}
+    # a mail of unknown recipient newer than the address's own delivered mail may be its bounce: unknown
     assert verdicts([nameless, mail("ada@example.com", 80)], {"Email": "ada@example.com"}) == {
+        "Email": "unknown"
+    }
+    # older than the address's own latest mail, it cannot change the verdict
+    assert verdicts([nameless, mail("ada@example.com", 50)], {"Email": "ada@example.com"}) == {
         "Email": "none"
     }
+
+
+@pytest.mark.parametrize(
+    ("to", "found"),
+    [
+        ("Kim <k@x.org>", {"k@x.org"}),
+        ({"email": "Kim <K@x.org>"}, {"k@x.org"}),
+        ([{"email": "Kim <k@x.org>", "user_name": "Kim"}], {"k@x.org"}),
+        ("a@x.org, b@y.org", {"a@x.org", "b@y.org"}),
+        ('"Kim, Lee" <k@x.org>, Lee <l@y.org>', {"k@x.org", "l@y.org"}),
+        (["a@x.org", "Lee <b@y.org>"], {"a@x.org", "b@y.org"}),
+    ],
+)
+def test_to_written_as_text_is_read_with_display_names_and_lists(to: Any, found: set[str]) -> None:
+    """Issue 27 row 8."""
+    assert read_recipients({"to": to}) == (frozenset(found), True)
+
+
+@pytest.mark.parametrize("to", ["Kim", "Kim <>", "<k@>", "a@x.org, nobody", 42, [{"email": 7}]])
+def test_a_to_that_cannot_be_read_makes_the_field_unknown_never_not_blocked(to: Any) -> None:
+    """Issue 27 row 8: Email's own latest mail was delivered 80 h ago; a newer bounced mail whose ``to`` cannot
+    be read may be Email's: Zoho's answer decides."""
+    unreadable = mail(None, 2, "soft")
+    unreadable["to"] = to
+    assert read_recipients(unreadable)[1] is False
+    assert verdicts([unreadable, mail("ada@example.com", 80)], {"Email": "ada@example.com"}) == {
+        "Email": "unknown"
+    }
+
+
+def test_the_latest_event_decides_a_late_bounce_is_the_latest() -> None:
+    """The latest-mail rule (docs/per-address-verification.md): a mail counts at its bounce time when it
+    bounced. Mail 1 sent 30 h ago bounced 1 h ago (retries exhausted), mail 2 sent 10 h ago bounced 9 h ago:
+    the address's latest bounce is 1 h old (deferred under 5 h); judged by send time it would be 9 h old."""
+    late = [mail("ada@example.com", 30, "soft", bounce_hours=1), mail("ada@example.com", 10, "soft", 9)]
+    assert verdicts(late, {"Email": "ada@example.com"}, hours=5) == {"Email": "deferred"}
+    assert verdicts(list(reversed(late)), {"Email": "ada@example.com"}, hours=5) == {"Email": "deferred"}
+    # a newer mail delivered before an older mail's late bounce arrived does not hide that bounce
+    hidden = [mail("ada@example.com", 30, "hard", bounce_hours=2), mail("ada@example.com", 10)]
+    assert verdicts(hidden, {"Email": "ada@example.com"}) == {"Email": "hard"}
+    # a bounce that arrived before the newer mail was sent is history: the newer mail decides
+    over = [mail("ada@example.com", 30, "hard", bounce_hours=29), mail("ada@example.com", 10)]
+    assert verdicts(over, {"Email": "ada@example.com"}) == {"Email": "none"}
 
 
 def test_drafts_are_skipped_per_address_too() -> None:
@@ -267,3 +332,13 @@ def test_rows_become_addresses_by_id() -> None:
     }
     assert view_fields(["Secondary_Email"]) == ["id", "Secondary_Email"]
     assert address_fields(["Secondary_Email", "Email", "Email"]) == ["Email", "Secondary_Email"]
+
+
+def test_precedence_counts_a_deferred_and_unblocked_record_as_deferred() -> None:
+    """Issue 30 mutation 2: the documented order puts deferred before unblocked (a later run still has work on
+    the record). Spelled out here, not derived from PRECEDENCE, so a swap in per_field.py fails."""
+    report = FieldReport()
+    report.add("1", ["Email"], Outcome.DEFERRED)
+    report.add("1", ["Secondary_Email"], Outcome.UNBLOCKED)
+    assert report.record_outcome("1") == Outcome.DEFERRED
+    assert report.per_record()["deferred"] == ["1"] and report.per_record()["unblocked"] == []

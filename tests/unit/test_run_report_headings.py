@@ -53,8 +53,9 @@ def test_each_listed_record_is_under_the_heading_of_its_outcome() -> None:
         if not line.startswith("…")
     }
     assert set(outcome_of) == {"Leads 1", "Leads 2", "Leads 3", "Leads 4", "Contacts 5"}, text
-    assert "(permanently_blocked, 1)" in outcome_of["Leads 1"] and "Need a person" in outcome_of["Leads 1"]
-    assert "(limit_reached, 1)" in outcome_of["Leads 4"]
+    assert "(permanently_blocked, 1 record(s))" in outcome_of["Leads 1"]
+    assert "Need a person" in outcome_of["Leads 1"]
+    assert "(limit_reached, 1 record(s))" in outcome_of["Leads 4"]
     assert "(not_allowed, 2)" in outcome_of["Leads 2"] == outcome_of["Contacts 5"]
     assert "Need a person" not in outcome_of["Leads 2"]
     assert "(error, 1)" in outcome_of["Leads 3"]

@@ -309,6 +309,14 @@ def test_check_domain_needs_verify_emails_and_dns_options_are_checked_before_any
         sources_from_params({"sources": [{"module": "Leads", "view": "B", "check_domain": True}]})
     with pytest.raises(ZohoValidationError, match="dns_options: unknown DNS option"):
         sources_from_params({"sources": [{"module": "Leads", "all": True}], "dns_options": {"server": "x"}})
+    # issue 27 row 5: a nameserver that is not exactly an IP address fails the first task
+    with pytest.raises(ZohoValidationError, match="not an IP address"):
+        sources_from_params(
+            {
+                "sources": [{"module": "Leads", "all": True, "verify": "emails", "check_domain": True}],
+                "dns_options": {"nameservers": ["127.0.0.1 "]},
+            }
+        )
     settings = sources_from_params(
         {
             "sources": [{"module": "Leads", "all": True}, {"module": "Contacts", "view": "B"}],
@@ -316,7 +324,8 @@ def test_check_domain_needs_verify_emails_and_dns_options_are_checked_before_any
         }
     )
     assert [s.check_domain for s in settings.sources] == [True, False]  # the run-wide default: emails only
-    assert settings.sources[0].read_query().startswith("select id, Email from Leads where")
+    # Leads have a Secondary_Email: it is read too (it costs nothing), for the rule on a mail to both addresses
+    assert settings.sources[0].read_query().startswith("select id, Email, Secondary_Email from Leads where")
 
 
 @pytest.mark.parametrize("seed", range(30))
