@@ -7,6 +7,9 @@
 #   bash .ci/compat-3.0.sh                     # install with -c constraints/airflow-3.0.txt
 #   REFRESH_CONSTRAINTS=1 bash .ci/compat-3.0.sh   # resolve afresh and rewrite constraints/airflow-3.0.txt
 #   KEEP_WORKDIR=1 bash .ci/compat-3.0.sh      # keep the venv, wheel and AIRFLOW_HOME for a look afterwards
+#   COMPAT_VENV=DIR bash .ci/compat-3.0.sh --prepare   # only build the Airflow 3.0 venv in DIR (pip: network and
+#                                                      # disk bound; CI runs it in the background during the suite)
+#   COMPAT_VENV=DIR bash .ci/compat-3.0.sh     # reuse the venv DIR holds (built anew when it is not complete)
 #
 # Needs python3.11 (or $PYTHON) and PyPI. Exit code: 0 when every check passed.
 set -euo pipefail
@@ -43,21 +46,34 @@ REQUIREMENTS=(
     build
 )
 
-step "fresh venv ($("$PYTHON" --version)) in $WORK/venv"
-"$PYTHON" -m venv "$WORK/venv"
-VPY=$WORK/venv/bin/python
+PREPARE_ONLY=""
+if [[ "${1:-}" == "--prepare" ]]; then PREPARE_ONLY=1; fi
+VENV=${COMPAT_VENV:-$WORK/venv}
+VPY=$VENV/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-if [[ -n "${REFRESH_CONSTRAINTS:-}" || ! -f "$CONSTRAINTS" ]]; then
-    step "install ${REQUIREMENTS[*]} (resolving afresh)"
-    pipq install "${REQUIREMENTS[@]}"
-    {
-        echo "# pip freeze of the Airflow $AIRFLOW_VERSION compat venv (.ci/compat-3.0.sh; REFRESH_CONSTRAINTS=1 rewrites it)"
-        "$VPY" -m pip freeze --exclude-editable | grep -viE '^(airflow-provider-zohocrm|pip|setuptools|wheel)[= @]'
-    } > "$CONSTRAINTS"
-    step "wrote $CONSTRAINTS"
+if [[ -x "$VPY" && -f "$VENV/.complete" && -z "${REFRESH_CONSTRAINTS:-}" ]]; then
+    step "reuse the Airflow $AIRFLOW_VERSION venv $VENV"
 else
-    step "install ${REQUIREMENTS[*]} with -c constraints/airflow-3.0.txt"
-    pipq install -c "$CONSTRAINTS" "${REQUIREMENTS[@]}"
+    step "fresh venv ($("$PYTHON" --version)) in $VENV"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+    if [[ -n "${REFRESH_CONSTRAINTS:-}" || ! -f "$CONSTRAINTS" ]]; then
+        step "install ${REQUIREMENTS[*]} (resolving afresh)"
+        pipq install "${REQUIREMENTS[@]}"
+        {
+            echo "# pip freeze of the Airflow $AIRFLOW_VERSION compat venv (.ci/compat-3.0.sh; REFRESH_CONSTRAINTS=1 rewrites it)"
+            "$VPY" -m pip freeze --exclude-editable | grep -viE '^(airflow-provider-zohocrm|pip|setuptools|wheel)[= @]'
+        } > "$CONSTRAINTS"
+        step "wrote $CONSTRAINTS"
+    else
+        step "install ${REQUIREMENTS[*]} with -c constraints/airflow-3.0.txt"
+        pipq install -c "$CONSTRAINTS" "${REQUIREMENTS[@]}"
+    fi
+    touch "$VENV/.complete"
+fi
+if [[ -n "$PREPARE_ONLY" ]]; then
+    step "prepared $VENV in $((SECONDS - START))s"
+    exit 0
 fi
 
 # Build from a copy of the tree: `build` writes build/ and *.egg-info next to the sources, and others work there.
@@ -69,6 +85,7 @@ tar -C "$ROOT" --exclude=.git --exclude=.venv --exclude=build --exclude=dist --e
 "$VPY" -m build --wheel --outdir "$WORK/dist" "$WORK/src" > "$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; exit 1; }
 WHEEL=$(ls "$WORK"/dist/airflow_provider_zohocrm-*.whl)
 step "install $(basename "$WHEEL") (not editable)"
+"$VPY" -m pip uninstall -y -q airflow-provider-zohocrm > /dev/null 2>&1 || true  # a reused venv may hold an older build
 pipq install -c "$CONSTRAINTS" "$WHEEL"
 
 step "checks (tests/compat/check_airflow.py)"

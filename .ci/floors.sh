@@ -7,6 +7,10 @@
 #   KEEP_WORKDIR=1 bash .ci/floors.sh  # keep the work dir (constraints used, source copy) for a look
 #   FLOORS_PYTEST_ARGS="tests/emulator/test_hook.py" bash .ci/floors.sh   # run fewer tests
 #   FRESH=1 bash .ci/floors.sh         # rebuild the cached venv ($ZOHOCRM_CI_CACHE, default ~/.cache/zohocrm-ci)
+#   bash .ci/floors.sh --prepare       # everything but the tests: the venv, the floor check, the build floor (CI runs
+#                                      # it in the background during the suite: pip is network and disk bound)
+#   bash .ci/floors.sh --tests-only    # the tests on the venv --prepare left (building it if it is missing)
+#   FLOORS_WORKERS=0 bash .ci/floors.sh  # the tests in one process (default: pytest-xdist, one per core)
 #
 # Needs python3.11 (or $PYTHON) and PyPI; pip's cache is reused between runs.
 set -euo pipefail
@@ -16,6 +20,13 @@ PYTHON=${PYTHON:-python3.11}
 FLOORS=$ROOT/constraints/floors.txt
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/zohocrm-floors.XXXXXX")
 START=$SECONDS
+PHASE=all
+case "${1:-}" in
+    --prepare) PHASE=prepare ;;
+    --tests-only) PHASE=tests ;;
+    "") ;;
+    *) echo "usage: $0 [--prepare | --tests-only]" >&2; exit 2 ;;
+esac
 cleanup() {
     if [[ -n "${KEEP_WORKDIR:-}" ]]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
@@ -91,7 +102,9 @@ else
     mapfile -t FLOOR_REQS < <(grep -vE '^\s*(#|$)' "$FLOORS")
     # fastapi<0.132: see .ci/compat-3.0.sh (newer FastAPI breaks Airflow 3.0's in-process Execution API).
     step "install the floors (+ fastapi<0.132 and wtforms, as .ci/compat-3.0.sh)"
-    pipq install --no-compile -c "$WORK/constraints.txt" "${FLOOR_REQS[@]}" "fastapi[standard]<0.132" wtforms
+    # pytest-xdist: a test runner only (no dependency of the provider), so the fast tests run on every core
+    pipq install --no-compile -c "$WORK/constraints.txt" "${FLOOR_REQS[@]}" "fastapi[standard]<0.132" wtforms \
+        pytest-xdist
     step "install the provider and its test extra (no dependency may move off its floor)"
     pipq install --no-compile -c "$WORK/constraints.txt" "$WORK/src[test]"
     touch "$VENV/.complete"
@@ -113,6 +126,7 @@ from airflow.providers.common.compat.sdk import mask_secret  # noqa: F401  the r
 print("every direct dependency is on its floor; mask_secret imports")
 PY
 
+if [[ "$PHASE" != tests ]]; then
 step "the build-system floor builds the wheel (pyproject [build-system] requires, lowest versions, no isolation)"
 # setuptools below 77 rejects the PEP 639 license string (project.license = "Apache-2.0"), so the floor is checked.
 mapfile -t BUILD_FLOORS < <("$PYTHON" - "$ROOT/pyproject.toml" <<'PY'
@@ -135,16 +149,26 @@ cp -a "$WORK/src" "$WORK/build-src"
 "$BPY" -m pip wheel -q --no-build-isolation --no-deps -w "$WORK/build-dist" "$WORK/build-src" \
     > "$WORK/pip-build.log" 2>&1 || { grep -v "is ignored: it is neither" "$WORK/pip-build.log" | tail -30; exit 1; }
 echo "built $(basename "$WORK"/build-dist/*.whl) with ${BUILD_FLOORS[*]}"
+fi
+if [[ "$PHASE" == prepare ]]; then
+    step "prepared in $((SECONDS - START))s (the tests: --tests-only)"
+    exit 0
+fi
 
 step "fast tests on the floors: pytest ${FLOORS_PYTEST_ARGS:--m 'not airflow_run and not browser'}"
 mkdir -p "$WORK/tmp" "$WORK/home"
 cd "$WORK/src"  # the copy: tests import the installed provider's tree, and write nothing into $ROOT
+workers=${FLOORS_WORKERS:-$(nproc)}
+XDIST=()
+if [[ "$workers" != 0 && "$workers" != 1 ]]; then XDIST=(-n "$workers" --dist loadfile); fi
 rc=0
 if [[ -n "${FLOORS_PYTEST_ARGS:-}" ]]; then
     # shellcheck disable=SC2086
-    TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider $FLOORS_PYTEST_ARGS || rc=$?
+    TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" $FLOORS_PYTEST_ARGS || rc=$?
 else
-    TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider -m "not airflow_run and not browser" || rc=$?
+    TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" \
+        -m "not airflow_run and not browser" || rc=$?
 fi
+if [[ "$rc" == 5 ]]; then echo "pytest collected no tests: the floors were not tested"; fi
 step "done in $((SECONDS - START))s, exit $rc"
 exit "$rc"

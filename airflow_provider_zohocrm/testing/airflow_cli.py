@@ -143,6 +143,101 @@ class DagTestResult:
     stderr = ""
 
 
+class DagTestRun:
+    """A running ``airflow dags test`` (see :func:`start_dags_test`): its process and its output so far.
+
+    Why a run is ended rather than awaited once it has finished: ``dags test --use-executor`` on Airflow 3.3.2
+    sometimes never exits after the run. ``LocalExecutor.end()`` puts one shutdown message (``None``) on the task
+    queue per worker it finds alive, checking the workers one after another, while the idle workers already take
+    those messages and exit; a worker that took one and exited before ``end()`` checks it gets no message of its
+    own counted, so one worker too many waits on the queue for ever and ``end()`` joins it for ever (the more
+    loaded the machine, the likelier). The run's outcome is in the metadata DB and in the output by then
+    (``DagRun Finished: … state=…``), so :meth:`wait` gives the process ``exit_grace`` seconds to exit (the
+    executor first lets its last tasks' supervisors finish), then ends its process group.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.proc = proc
+        self.log_path = log_path
+        self.started = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        """Everything the run printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, *, timeout: float = 600.0, exit_grace: float = 20.0) -> DagTestResult:
+        """Until the run has finished (``DagRun Finished`` printed) and the process exited or had ``exit_grace``
+        seconds to; or ``timeout`` seconds from the start. The process group is ended in every case."""
+        note = "exited"
+        finished_at: float | None = None
+        recent = ""
+        with open(self.log_path, errors="replace") as tail:
+            try:
+                while self.proc.poll() is None:
+                    recent = recent[-300:] + tail.read()
+                    now = time.monotonic()
+                    if finished_at is None and "DagRun Finished" in recent:
+                        finished_at = now
+                    if finished_at is not None and now - finished_at > exit_grace:
+                        note = f"did not exit {exit_grace:.0f} s after the run finished; ended"
+                        break
+                    if now - self.started > timeout:
+                        note = f"timed out after {timeout:.0f} s; ended"
+                        break
+                    time.sleep(0.2)  # watching a subprocess's output, not synchronising code under test
+            finally:
+                self.stop()
+        end = time.monotonic()
+        output = self.output()
+        states = _FINISHED_RE.findall(output)
+        return DagTestResult(
+            state=states[-1] if states else None,
+            output=output,
+            returncode=self.proc.returncode,
+            seconds=(finished_at or end) - self.started,
+            note=note,
+        )
+
+    def stop(self) -> None:
+        """End the run's process group (its executor workers and their tasks too) if it still runs."""
+        _stop(self.proc)
+
+
+@contextmanager
+def start_dags_test(
+    dag_id: str,
+    conf: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    use_executor: bool = False,
+    log_path: Path | None = None,
+) -> Iterator[DagTestRun]:
+    """Start ``airflow dags test DAG_ID -c CONF [--use-executor]`` in its own process group, output to
+    ``log_path`` (a temp file in the env's TMPDIR by default); the block gets the running
+    :class:`DagTestRun` (to act on it while it runs, then :meth:`DagTestRun.wait`); the process group is ended
+    when the block is left."""
+    cmd = [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps(dict(conf))]
+    if use_executor:
+        cmd.append("--use-executor")
+    if log_path is None:
+        fd, name = tempfile.mkstemp(prefix=f"dags-test-{dag_id}-", suffix=".log", dir=env.get("TMPDIR"))
+        os.close(fd)
+        log_path = Path(name)
+    with open(log_path, "w") as sink:
+        proc = subprocess.Popen(
+            cmd, env=dict(env), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    run = DagTestRun(proc, log_path)
+    try:
+        yield run
+    finally:
+        run.stop()
+
+
 def dags_test(
     dag_id: str,
     conf: Mapping[str, Any],
@@ -153,49 +248,8 @@ def dags_test(
     exit_grace: float = 20.0,
     log_path: Path | None = None,
 ) -> DagTestResult:
-    """``airflow dags test DAG_ID -c CONF [--use-executor]``, output to ``log_path`` (a temp file by default).
-
-    ``dags test --use-executor`` on Airflow 3.3 sometimes never exits after the run has finished (a LocalExecutor
-    worker blocks on its queue's lock at shutdown): once ``DagRun Finished`` is printed the process gets
-    ``exit_grace`` seconds, then its process group is ended. The run's state is read from the output.
-    """
-    cmd = [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps(dict(conf))]
-    if use_executor:
-        cmd.append("--use-executor")
-    if log_path is None:
-        fd, name = tempfile.mkstemp(prefix=f"dags-test-{dag_id}-", suffix=".log", dir=env.get("TMPDIR"))
-        os.close(fd)
-        log_path = Path(name)
-    note = "exited"
-    finished_at: float | None = None
-    with open(log_path, "w") as sink, open(log_path, errors="replace") as tail:
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            cmd, env=dict(env), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        recent = ""
-        try:
-            while proc.poll() is None:
-                recent = recent[-300:] + tail.read()
-                now = time.monotonic()
-                if finished_at is None and "DagRun Finished" in recent:
-                    finished_at = now
-                if finished_at is not None and now - finished_at > exit_grace:
-                    note = f"did not exit {exit_grace:.0f} s after the run finished; ended"
-                    break
-                if now - start > timeout:
-                    note = f"timed out after {timeout:.0f} s; ended"
-                    break
-                time.sleep(0.2)  # watching a subprocess's output, not synchronising code under test
-        finally:
-            _stop(proc)
-        end = time.monotonic()
-    output = log_path.read_text(errors="replace")
-    states = _FINISHED_RE.findall(output)
-    return DagTestResult(
-        state=states[-1] if states else None,
-        output=output,
-        returncode=proc.returncode,
-        seconds=(finished_at or end) - start,
-        note=note,
-    )
+    """``airflow dags test DAG_ID -c CONF [--use-executor]`` to its end (see :class:`DagTestRun` for why a
+    finished run that does not exit is ended after ``exit_grace`` seconds). The run's state is read from the
+    output."""
+    with start_dags_test(dag_id, conf, env, use_executor=use_executor, log_path=log_path) as run:
+        return run.wait(timeout=timeout, exit_grace=exit_grace)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -189,3 +190,35 @@ def test_a_deferred_record_is_checked_on_the_first_run_after_it_is_due(
                 verdicts[fresh[position]] = Verdict("deferred", now + days * DAY)
                 due_at[fresh[position]] = now + days * DAY
         state = apply_outcomes(state, plan, verdicts, now)
+
+
+# -- issue 30: tests that kill the coverage mutations of scripts/mutation_check.py --------------------------------
+
+
+def test_ranges_with_one_unread_id_between_them_stay_apart() -> None:
+    """Ids 10 and 12 read, 11 planned but not read: 11 is not covered, and the next run reads it first."""
+    module = ["10", "11", "12", "13", "20"]
+    _plan, _v, state = night(reset(0.0), module, 4, 0.0, fail=frozenset({"11"}))
+    assert state.covered == ((10, 10), (12, 13)) and not state.is_covered(11)
+    plan = plan_run(state, module, 4, DAY)
+    assert plan.fresh == ("11", "20")
+
+
+def test_a_budget_below_one_is_refused() -> None:
+    for budget in (0, -1):
+        with pytest.raises(ValueError, match="budget must be at least 1"):
+            plan_run(reset(0.0), ids(10), budget, 0.0)
+
+
+def test_due_records_take_half_an_odd_budget_rounded_down() -> None:
+    """⌊B/2⌋: at B = 5 two due records and three of the slice; at B = 1 the slice's record, no due one (C2)."""
+    module = ids(40)
+    state = CoverageState(
+        covered=((int(module[0]), int(module[9])),),
+        read_this_cycle=10,
+        deferred={rid: -1.0 for rid in module[:10]},
+    )
+    plan = plan_run(state, module, 5, 0.0)
+    assert (len(plan.due), plan.fresh) == (2, tuple(module[10:13]))
+    plan = plan_run(state, module, 1, 0.0)
+    assert (plan.due, plan.fresh) == ((), (module[10],))

@@ -6,6 +6,7 @@ tests/emulator/test_coverage_scenarios.py."""
 from __future__ import annotations
 
 import itertools
+import json
 
 from airflow_provider_zohocrm.hooks.coverage_run import verdicts_of
 from airflow_provider_zohocrm.zoho.coverage import (
@@ -111,3 +112,34 @@ def test_scenario_4_a_record_half_read_when_the_budget_ran_out_is_not_read() -> 
 def test_an_error_outcome_counts_as_read() -> None:
     verdicts = verdicts_of(report_of({"7": (Outcome.ERROR, None)}), min_hours=0, now=T0).verdicts
     assert verdicts["7"] == Verdict("done")
+
+
+def test_a_dead_domain_waits_longer_after_each_read_and_the_stored_state_keeps_the_count() -> None:
+    """A record ``check_domain`` defers run after run is read again after 1, 2, then 4 days (the count of reads in
+    a row survives the state's JSON, as the Variable stores it), and a ``done`` verdict ends its back-off."""
+    ids = [str(i) for i in range(1, 101)]
+    dead = "7"
+    state = CoverageState()
+    now = T0
+    reads: list[float] = []
+    for _ in range(4):
+        plan = plan_run(state, ids, 10, now)
+        assert dead in plan.ids
+        reads.append(now)
+        report = report_of(
+            {
+                rid: (Outcome.DEFERRED, "check_domain: no mail host for dead.example")
+                if rid == dead
+                else (Outcome.NOT_BLOCKED, None)
+                for rid in plan.ids
+            }
+        )
+        state = apply_outcomes(state, plan, verdicts_of(report, min_hours=24, now=now).verdicts, now)
+        state = CoverageState.from_json(json.loads(json.dumps(state.to_json())))
+        now = state.deferred[dead]
+    assert [(b - a) / DAY for a, b in itertools.pairwise(reads)] == [1, 2, 4]
+    assert state.deferred[dead] - reads[-1] == 8 * DAY
+    plan = plan_run(state, ids, 10, now)
+    assert plan.due == (dead,)
+    state = apply_outcomes(state, plan, dict.fromkeys(plan.ids, Verdict("done")), now)
+    assert dead not in state.deferred and dict(state.strikes) == {}
