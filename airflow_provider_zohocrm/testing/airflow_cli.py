@@ -99,6 +99,32 @@ def api_server(
             _stop(proc)
 
 
+@contextmanager
+def scheduler(env: Mapping[str, str], server: ApiServer) -> Iterator[None]:
+    """Run ``airflow scheduler`` and ``airflow dag-processor`` (LocalExecutor, tasks talking to ``server``) until
+    the block ends; their output goes to ``scheduler.log`` and ``dag-processor.log`` in the env's Airflow home.
+    Triggered and asset-scheduled runs then run as in a deployment (``dags test`` runs one DAG run only)."""
+    home = Path(env["AIRFLOW_HOME"])
+    full = {**env, **server.executor_env}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for name in ("scheduler", "dag-processor"):
+            with open(home / f"{name}.log", "w") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [AIRFLOW, name],
+                        env=full,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        yield
+    finally:
+        for proc in procs:
+            _stop(proc)
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
