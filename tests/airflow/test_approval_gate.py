@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_zohocrm.testing import BOUNCED_VIEW_ID, ZohoCRMEmulator, airflow_cli, seed_demo_org
-from airflow_provider_zohocrm.testing.seed import SeedResult
+from airflow_provider_zohocrm.testing.seed import SeedResult, seed_email_org
+from tests.airflow.test_workflow_dags import emails_source, variables
 from tests.conftest import (
     airflow_env,
     assert_no_secrets,
@@ -96,11 +97,17 @@ def wait_for_approval(api: Api, run: Future[airflow_cli.DagTestResult]) -> dict[
 
 
 def run_and_answer(
-    home: Path, api: Api, em: ZohoCRMEmulator, tmp_path: Path, option: str
+    home: Path,
+    api: Api,
+    em: ZohoCRMEmulator,
+    tmp_path: Path,
+    option: str,
+    conf: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any], dict[str, Any], float]:
-    """Run the DAG with require_approval, answer ``option`` once it waits; (output, the approval request, the
-    emulator's stats while it waited, seconds from start to the run's end)."""
-    conf = {"cvid": BOUNCED_VIEW_ID, "require_approval": True}
+    """Run the DAG with require_approval (and ``conf``, default: the bounced view), answer ``option`` once it
+    waits; (output, the approval request, the emulator's stats while it waited, seconds from start to the run's
+    end)."""
+    conf = {**(conf or {"cvid": BOUNCED_VIEW_ID}), "require_approval": True}
     env = {**emulator_conn_env(em), "TMPDIR": str(tmp_path)}
     start = time.monotonic()
     with ThreadPoolExecutor(1) as pool:
@@ -175,6 +182,40 @@ def test_rejected_plan_writes_nothing_and_the_report_is_the_plan(
     states = task_states(airflow_home)
     assert states["report"] == ["success"]
     assert set(states["unblock_emails"]) == {"skipped"}, states
+
+
+def test_a_rejected_plan_with_reset_leaves_every_stored_variable_byte_identical(
+    airflow_home: Path, api: Api, emulator: ZohoCRMEmulator, tmp_path: Path
+) -> None:
+    """Issue 25: a rejected plan changes no stored state. A rolling-coverage source (``max_email_checks``) with
+    ``reset_coverage`` (the example allows it) is planned, claimed and rejected: every Airflow Variable is
+    byte-identical before and after (no reset, no cursor, no checkpoint, no lease left)."""
+    started = time.monotonic()
+    seed_email_org(emulator.backend, counts={"old_soft": 6, "recent_soft": 4})
+    emulator.backend.add_many_records("Leads", 30)
+    env = {**emulator_conn_env(emulator), "TMPDIR": str(tmp_path)}
+    first = run_dag_test(airflow_home, {"sources": [emails_source(15)]}, env, timeout=420)
+    assert dag_run_state(first.output) == "success", first.output[-5000:]
+    before = variables(airflow_home)
+    coverage = [k for k in before if k.startswith("zohocrm_coverage_") and DAG_ID in k and "ckpt" not in k]
+    assert coverage, sorted(before)  # the first run stored a cursor: there is something a reset would wipe
+    calls_before = writes(emulator)
+    output, _, _, _ = run_and_answer(
+        airflow_home,
+        api,
+        emulator,
+        tmp_path,
+        "Reject",
+        {"sources": [emails_source(15)], "reset_coverage": True},
+    )
+    assert dag_run_state(output) == "success", output[-5000:]
+    assert "Rejected in approve_plan: nothing was written to Zoho" in output, output[-5000:]
+    assert "the plan was rejected: nothing committed" in output, output[-5000:]  # the source was claimed
+    assert writes(emulator) == calls_before
+    after = variables(airflow_home)
+    changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+    assert changed == [], changed
+    print(f"rejected plan with reset: {time.monotonic() - started:.1f} s (two runs)")
 
 
 def test_without_the_param_nothing_is_planned_and_the_run_is_unchanged(
