@@ -209,12 +209,12 @@ def test_a_rejected_plan_with_reset_leaves_every_stored_variable_byte_identical(
         {"sources": [emails_source(15)], "reset_coverage": True},
     )
     assert dag_run_state(output) == "success", output[-5000:]
-    assert "Rejected in approve_plan: nothing was written to Zoho" in output, output[-5000:]
-    assert "the plan was rejected: nothing committed" in output, output[-5000:]  # the source was claimed
-    assert writes(emulator) == calls_before
     after = variables(airflow_home)
     changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
     assert changed == [], changed
+    assert "Rejected in approve_plan: nothing was written to Zoho" in output, output[-5000:]
+    assert "the plan was rejected: nothing committed" in output, output[-5000:]  # the source was claimed
+    assert writes(emulator) == calls_before
     print(f"rejected plan with reset: {time.monotonic() - started:.1f} s (two runs)")
 
 
