@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,11 +50,11 @@ with DAG({downstream!r}, schedule=[Asset("zohocrm://zohocrm_default/unblocked")]
 """
 
 
-def _poll(what: str, check: object, log_dir: Path) -> object:
+def _poll(what: str, check: Callable[[], object], log_dir: Path) -> object:
     """Poll ``check()`` (a metadata-DB read) until it returns something truthy, for at most DEADLINE s."""
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
-        found = check()  # type: ignore[operator]
+        found = check()
         if found:
             return found
         time.sleep(0.5)  # polling Airflow's state, bounded by the deadline
