@@ -113,7 +113,9 @@ def test_a_hostile_conf_is_refused_before_any_call_or_used_literally_against_the
         dump = "\n".join(db.iterdump())
     logs = airflow_home / "logs"
     files = [p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file()] if logs.exists() else []
-    for label, text in [("output", o) for o in outputs] + [("metadata DB", dump)] + [("log file", f) for f in files]:
+    for label, text in (
+        [("output", o) for o in outputs] + [("metadata DB", dump)] + [("log file", f) for f in files]
+    ):
         assert SECRET not in text, label
     assert SECRET_TPL in ok, "the tag is reported as the literal text"
     assert all("'42'" not in o for o in outputs)
