@@ -174,7 +174,7 @@ def test_each_params_description_says_whether_a_trigger_only_user_may_set_it() -
 
     for allow in (False, True):
         dag = unblock_bounced_emails_dag(f"x_who_{allow}", allow_reset_coverage=allow)
-        for name, param in dag.params.items():
+        for name in dag.params:
             text = dag.params.get_param(name).description or ""
             if name == "reset_coverage":
                 assert ("may set it" in text) is allow and "allow_reset_coverage=True" in text, text
