@@ -241,7 +241,7 @@ def test_after_a_verify_emails_run_no_address_is_kept_in_the_metadata_db_or_the_
     airflow_home = tmp_path / "home"
     airflow_cli.migrate(airflow_env(airflow_home))
 
-    seed_email_org(
+    org = seed_email_org(
         emulator.backend, counts={k: 3 for k in ("old_soft", "recent_soft", "hard", "never_bounced")}
     )
     addresses = [
@@ -249,6 +249,17 @@ def test_after_a_verify_emails_run_no_address_is_kept_in_the_metadata_db_or_the_
         for r in (emulator.backend.record("Leads", rid) for rid in emulator.backend.records("Leads"))
     ]
     assert len(addresses) == 12
+    # the newest bounce of each hard and old soft record quotes its recipient, as mail servers' answers do
+    from airflow_provider_zohocrm.testing.emails import bounced, sent
+
+    now = emulator.backend.now()
+    for kind, permanent, days in (("hard", True, 6), ("old_soft", False, 5)):
+        for rid in org.ids[kind]:
+            to = str(emulator.backend.record("Leads", rid)["fields"]["Email"])
+            at = now - days * 86400
+            reason = f"550 5.1.1 <{to}>: Recipient address rejected: {to} mailbox unavailable"
+            status = [sent(), bounced(at + 60, permanent=permanent, reason=reason)]
+            emulator.backend.add_email("Leads", rid, sent_at=at, status=status, subject="Quote", to=to)
     with airflow_cli.api_server(airflow_env(airflow_home), parallelism=4) as server:
         proc = dags_test(
             airflow_home,
