@@ -288,6 +288,8 @@ def test_after_a_verify_emails_run_no_address_is_kept_in_the_metadata_db_or_the_
     assert audit.scanned["log_files"] >= 5, audit.scanned
     logs = "\n".join(p.read_text(errors="replace") for p in (airflow_home / "logs").rglob("*") if p.is_file())
     assert "candidate record(s) found" in logs, "the report is in the task logs searched above"
+    # the quoting bounce reasons reached the logs, redacted (Zoho's text is data; its addresses are not kept)
+    assert "550 5.1.1 <address>: Recipient address rejected: <address> mailbox unavailable" in logs
 
 
 def test_two_orgs_in_one_file_each_run_against_its_own_connection(

@@ -197,3 +197,14 @@ def test_the_example_dag_docs_param_table_says_who_may_set_each_param() -> None:
     for names, who in by_param.items():
         expected = "only if the DAG's author allows it" if "reset_coverage" in names else "yes"
         assert who.startswith(expected), (names, who)
+
+
+def test_a_bounce_reason_or_unblock_answer_quoting_the_recipient_is_redacted_where_it_enters() -> None:
+    """Issue 31: Zoho's text names no address once read (the Emails check and the unblock answer), so neither the
+    logs nor a plain UnblockEmailOperator's return value hold one."""
+    from airflow_provider_zohocrm.zoho.redact import redact_addresses
+
+    assert redact_addresses("550 <kim.lee@example.org>: kim.lee@example.org unknown") == (
+        "550 <address>: <address> unknown"
+    )
+    assert redact_addresses("Host not reachable.") == "Host not reachable."
