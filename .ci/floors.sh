@@ -88,9 +88,11 @@ VENV=$CACHE/floors-$KEY
 VPY=$VENV/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 mkdir -p "$WORK/src"
-tar -C "$ROOT" --exclude=.git --exclude=.venv --exclude=build --exclude=dist --exclude='*.egg-info' \
-    --exclude=__pycache__ --exclude=.pytest_cache --exclude=.mypy_cache --exclude=.ruff_cache \
-    --exclude=.hypothesis --exclude=airflow-home --exclude=.artifacts -cf - . | tar -C "$WORK/src" -xf -
+# The tree's own files only (tracked, or new and not ignored): CI runs this beside other steps that write into the
+# checkout (docs, build, the suite's caches), and a tar of the whole folder fails on "file changed as we read it".
+(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard \
+    | while IFS= read -r -d '' f; do [[ -f "$f" ]] && printf '%s\0' "$f"; done \
+    | tar --null -T - -cf -) | tar -C "$WORK/src" -xf -
 if [[ -x "$VPY" && -f "$VENV/.complete" && -z "${FRESH:-}" ]]; then
     step "reuse the floors venv $VENV (FRESH=1 builds it anew)"
     # The provider from a copy of the tree (others work in the tree; build writes next to the sources).

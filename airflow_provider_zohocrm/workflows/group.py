@@ -10,10 +10,10 @@ which renders nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from airflow.sdk import DAG, Param, TaskGroup, task
 
@@ -282,7 +282,9 @@ class _Job:
             @task(task_id=steps.SUMMARIZE_PLAN, multiple_outputs=False)
             def summarize_plan(settings: dict[str, Any], ti: Any = None) -> dict[str, str]:
                 """The plan in words for the person who approves it."""
-                planned = _pull_mapped(ti, plan_id, _count(ti, groups_id))
+                planned = _LazyPull(
+                    lambda i: ti.xcom_pull(task_ids=plan_id, map_indexes=i), _count(ti, groups_id)
+                )
                 return steps.summarize_plan(planned, ti.xcom_pull(task_ids=found_id), settings)
 
             plan_id = plan.task_id
@@ -372,20 +374,18 @@ def _report_body(
         raise AirflowFailException("make_groups failed: nothing was sent; see its log.")
     n = len(groups_n)
     groups = [ti.xcom_pull(task_ids=ids["groups"], key=steps.GROUP_KEY.format(i)) or {} for i in range(n)]
-    results = _pull_mapped(ti, ids["unblock"], n)
-    partials = [
-        ti.xcom_pull(task_ids=ids["unblock"], map_indexes=i, key="unblock_report")
-        if results[i] is None
-        else None
-        for i in range(n)
-    ]
+    # pulled when indexed, never held: steps.report reads each result once (issue 25 item 8: the report's memory)
+    results = _LazyPull(lambda i: ti.xcom_pull(task_ids=ids["unblock"], map_indexes=i), n)
+    partials = _LazyPull(  # read only for a group whose task failed
+        lambda i: ti.xcom_pull(task_ids=ids["unblock"], map_indexes=i, key="unblock_report"), n
+    )
     planned = _pull_mapped(ti, ids["plan"], n) if ids.get("plan") else []
     decision = (
         ti.xcom_pull(task_ids=ids["approve"])
         if ids.get("approve") and settings.get("require_approval")
         else None
     )
-    value, problems = steps.report(
+    value, problems, extra = steps.report(
         settings=settings,
         found=found,
         groups=groups,
@@ -396,9 +396,7 @@ def _report_body(
         run_id=run_id,
     )
     if job.asset and outlet_events is not None:
-        from airflow_provider_zohocrm.workflows.assets import asset_extra
-
-        outlet_events[unblocked_asset(job.conn_id)].extra = asset_extra(value, results)
+        outlet_events[unblocked_asset(job.conn_id)].extra = extra
     if problems:
         ti.xcom_push(key="report_text", value=value["text"])
         raise AirflowException(" ".join(problems))
@@ -436,6 +434,33 @@ def _pull_mapped(ti: Any, task_id: str | None, n: int) -> list[Any]:
     if not task_id or not n:
         return []
     return [ti.xcom_pull(task_ids=task_id, map_indexes=i) for i in range(n)]
+
+
+class _LazyPull(Sequence[Any]):
+    """Map index → that mapped task's XCom, pulled each time it is indexed and not kept (a result of 100,000 ids
+    is tens of MB as Python objects; the report reads each once)."""
+
+    def __init__(self, pull: Callable[[int], Any], n: int) -> None:
+        self._pull = pull
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self._pull(i) for i in range(*index.indices(self._n))]
+        if index < 0:
+            index += self._n
+        if not 0 <= index < self._n:
+            raise IndexError(index)
+        return self._pull(index)
 
 
 def _count(ti: Any, groups_id: str) -> int:

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import inspect
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
@@ -163,7 +162,7 @@ def find_candidates(
     from airflow_provider_zohocrm.zoho.addresses import addresses_by_id
     from airflow_provider_zohocrm.zoho.id_packing import pack_ids
     from airflow_provider_zohocrm.zoho.modules import check_modules, list_modules_or_none
-    from airflow_provider_zohocrm.zoho.sources import Source, dedupe_candidates
+    from airflow_provider_zohocrm.zoho.sources import Source
 
     sources = [Source.from_dict(s) for s in settings["sources"]]
     # One settings/modules call names a misspelled module ("Leeds": did you mean 'Leads'?) before any other call.
@@ -221,14 +220,11 @@ def find_candidates(
         now=hook.client.server_time(),
     )
     by_index = {s.index: s for s in sources}
-    from airflow_provider_zohocrm.hooks import coverage_run
+    from airflow_provider_zohocrm.hooks.coverage_run import dedupe_after_cut
 
-    if hasattr(coverage_run, "dedupe_after_cut"):  # a rolling source keeps the slice it planned (issue 26)
-        deduped = coverage_run.dedupe_after_cut(cut)
-        kept = [(by_index[int(e["source"])], list(e["ids"])) for e in deduped]
-        repeated = {int(e["source"]): int(e.get("repeated") or 0) for e in deduped}
-    else:
-        kept, repeated = dedupe_candidates([(by_index[int(e["source"])], e["ids"]) for e in cut])
+    deduped = dedupe_after_cut(cut)  # a rolling source keeps the slice it planned (issue 26)
+    kept = [(by_index[int(e["source"])], list(e["ids"])) for e in deduped]
+    repeated = {int(e["source"]): int(e.get("repeated") or 0) for e in deduped}
     cipher = address_cipher(hook) if addresses else None
     found = []
     for entry, (source, ids) in zip(cut, kept, strict=True):
@@ -246,10 +242,6 @@ def find_candidates(
     return found
 
 
-def _accepts(function: Callable[..., Any], name: str) -> bool:
-    return name in inspect.signature(function).parameters
-
-
 def plan_coverage(
     raw: list[dict[str, Any]], settings: Mapping[str, Any], *, scope: str, run_id: str, now: float
 ) -> list[dict[str, Any]]:
@@ -261,44 +253,18 @@ def plan_coverage(
     sources = {int(s["index"]): s for s in settings["sources"]}
     if not any(coverage_run.uses_coverage(s) for s in sources.values()):
         return [dict(e) for e in raw]
-    conn_id = str(settings["conn_id"])
-    dry_run = bool(settings.get("dry_run"))
-    reset = bool(settings.get("reset_coverage"))
-    kwargs: dict[str, Any] = {"reset_first": reset}
-    if _accepts(coverage_run.plan_sources, "conn_id"):
-        kwargs["conn_id"] = conn_id
-    else:  # TODO(issue 26 merge): the store keys by conn_id itself; until then the org goes into the scope
-        scope = _org_scope(scope, conn_id)
-    if _accepts(coverage_run.plan_sources, "dry_run"):
-        kwargs["dry_run"] = dry_run
-    elif dry_run:  # the plan is read from the stored state; every write stays in this process
-        kwargs["variables"] = ReadOnlyVariables()
-    plan: Any = coverage_run.plan_sources
-    return list(plan(raw, sources, scope, run_id, now, **kwargs))
-
-
-def _org_scope(scope: str, conn_id: str) -> str:
-    """The DAG's coverage scope with the org in it (the default connection keeps the name it always had)."""
-    return scope if conn_id == "zohocrm_default" else f"{scope}@{conn_id}"
-
-
-class ReadOnlyVariables:
-    """Airflow Variables read as they are, written only in memory: a dry run's plan changes nothing stored."""
-
-    def __init__(self) -> None:
-        from airflow_provider_zohocrm.hooks.coverage_store import AirflowVariables
-
-        self._real = AirflowVariables()
-        self._local: dict[str, str | None] = {}
-
-    def get(self, key: str) -> str | None:
-        return self._local[key] if key in self._local else self._real.get(key)
-
-    def set(self, key: str, value: str) -> None:
-        self._local[key] = value
-
-    def delete(self, key: str) -> None:
-        self._local[key] = None
+    return list(
+        coverage_run.plan_sources(
+            raw,
+            sources,
+            scope,
+            run_id,
+            now,
+            reset_first=bool(settings.get("reset_coverage")),
+            conn_id=str(settings["conn_id"]),
+            dry_run=bool(settings.get("dry_run")),
+        )
+    )
 
 
 # -- make_groups -------------------------------------------------------------------------------------------------
@@ -412,9 +378,16 @@ def report(
     planned: Sequence[Mapping[str, Any] | None],
     decision: Mapping[str, Any] | None,
     run_id: str,
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
     """Commit what exists, then the report. Returns (the report's XCom value, the problems that must fail the run:
-    failed groups and accounting mismatches). ``results[i]`` is None for a group whose task failed."""
+    failed groups and accounting mismatches, the asset event's extra). ``results[i]`` is None for a group whose
+    task failed.
+
+    Memory (issue 25 item 8): ``results`` may be a lazy sequence that pulls a mapped task's XCom when indexed;
+    each result is read once, handed to ``build_run_report`` and let go (a million ids as lists of str take about
+    80 MB). ``found`` stays packed; ``partials[i]`` is read only for a failed group; what ``finish_sources`` and
+    the asset extra need of a result is kept (its credits; where its unblocked ids lie in the report's ids)."""
+    from airflow_provider_zohocrm.workflows.assets import asset_extra
     from airflow_provider_zohocrm.zoho.run_report import (
         accounting_errors,
         build_run_report,
@@ -429,31 +402,52 @@ def report(
         "Reject" in chosen or (decision is None and bool(plan) and not any(results))
     )
     dry_run = bool(settings["dry_run"])
-    failed = [] if rejected else [i for i, r in enumerate(results) if r is None]
+    failed: list[int] = []
+    #: per result, what finish_sources reads of it: None for a failed group, else its credits
+    spent: list[dict[str, Any] | None] = []
+    #: per result that unblocked for real: (module, where its unblocked ids start in the report's, how many)
+    unblocked_at: list[tuple[str, int, int]] = []
     heading = ""
     if rejected:
         heading = "Rejected in approve_plan: nothing was written to Zoho. The plan that was rejected:"
     elif decision:
         who = (decision.get("responded_by_user") or {}).get("name") or "someone"
         heading = f"Approved by {who} in approve_plan."
-    shown: list[Mapping[str, Any] | None]
+
+    def each_result() -> Iterator[Mapping[str, Any]]:
+        """The results one at a time (a failed group's partial report in its place), noting what is kept."""
+        taken: dict[str, int] = {}  # module → unblocked ids the report holds so far
+        for i in range(len(results)):
+            result = results[i]
+            shown: Mapping[str, Any]
+            if result is None:
+                failed.append(i)
+                spent.append(None)
+                shown = failed_group_result(groups[i] if i < len(groups) else None, partials[i])
+            else:
+                spent.append({"credits_spent": result.get("credits_spent")})
+                shown = result
+            module = str(shown.get("module") or "")
+            n = len((shown.get("ids") or {}).get("unblocked") or ())
+            if result is not None and not result.get("dry_run"):
+                unblocked_at.append((module, taken.get(module, 0), n))
+            taken[module] = taken.get(module, 0) + n
+            yield shown
+            del result, shown
+
     if rejected:
-        shown, dry_run = list(planned), True
+        merged = build_run_report(found, (p for p in planned))  # the ids stay packed
+        dry_run = True
     else:
-        shown = [
-            r if r is not None else failed_group_result(groups[i] if i < len(groups) else None, partials[i])
-            for i, r in enumerate(results)
-        ]
-    entries = found  # the ids stay packed: build_run_report reads them so, and finish_sources needs none
-    merged = build_run_report(entries, shown)
+        merged = build_run_report(found, each_result())
     text = format_run_report(merged, dry_run=dry_run, tag=settings.get("needs_person_tag"))
     if heading:
         text = f"{heading}\n{text}"
     text += "\n" + "\n".join(
         commit_coverage(
-            entries,
+            found,  # finish_sources reads each coverage source's plan, never its ids
             groups,
-            [] if rejected else list(results),
+            [] if rejected else spent,
             list(planned),
             run_id,
             conn_id=str(settings["conn_id"]),
@@ -497,7 +491,7 @@ def report(
         "failed_groups": failed,
         "text": text,
     }
-    return value, problems
+    return value, problems, asset_extra(value, merged["ids"], unblocked_at)
 
 
 def commit_coverage(
@@ -516,33 +510,19 @@ def commit_coverage(
     it stands; then the credits. A dry run commits nothing; a rejection only releases its claim."""
     from airflow_provider_zohocrm.hooks import coverage_run
 
-    new = {"conn_id": conn_id, "dry_run": dry_run, "rejected": rejected, "reset_first": reset}
-    kwargs = {k: v for k, v in new.items() if _accepts(coverage_run.finish_sources, k)}
-    if (dry_run or rejected) and "dry_run" not in kwargs:
-        # TODO(issue 26 merge): today's finish_sources commits whatever it is given; a dry run's or a rejected
-        # plan's sources are only released (never committed), and their lines say so.
-        lines = []
-        for entry in found:
-            info = entry.get("coverage")
-            if not info:
-                continue
-            if rejected:
-                _release(info)
-            lines.append(
-                f"Coverage of source #{int(entry['source']) + 1} {entry['module']}: nothing stored"
-                f" ({'a dry run' if dry_run else 'the plan was rejected'})."
-            )
-        bare = [{k: v for k, v in e.items() if k != "coverage"} for e in found]
-        return lines + coverage_run.finish_sources(bare, groups, results, run_id, planned=planned)
-    finish: Any = coverage_run.finish_sources  # the new keywords exist once issue 26's side lands
-    return list(finish(found, groups, results, run_id, planned=planned, **kwargs))
-
-
-def _release(info: Mapping[str, Any]) -> None:
-    from airflow_provider_zohocrm.hooks.coverage_store import Claim, CoverageStore
-
-    store = CoverageStore(str(info["dag_id"]), str(info["key"]))
-    store.release(Claim.from_json(dict(info["claim"])))
+    return list(
+        coverage_run.finish_sources(
+            found,
+            groups,
+            results,
+            run_id,
+            planned=planned,
+            conn_id=conn_id,
+            reset_first=reset,
+            rejected=rejected,
+            dry_run=dry_run,
+        )
+    )
 
 
 __all__ = [
