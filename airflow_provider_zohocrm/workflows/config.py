@@ -50,6 +50,15 @@ SOURCE_SCHEMA: dict[str, Any] = {
 }
 
 
+#: Who may set a param, at the end of its description (docs/security.md, "What a trigger-only user may choose").
+TRIGGER_MAY_SET = "A trigger-only user may set it (its value is data, never a template)."
+RESET_ALLOWED = "A trigger-only user may set it: this DAG's author allowed it (allow_reset_coverage=True)."
+RESET_REFUSED = (
+    "A trigger-only user may not: this DAG refuses it from a run (its author did not build it with"
+    " allow_reset_coverage=True)."
+)
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One DAG param: its default, JSON schema (``type``, ``enum``, …) and trigger-form description."""
@@ -113,9 +122,13 @@ class UnblockJobConfig:
         """Whether the config itself names the candidates (a scheduled run without them would do nothing)."""
         return bool(self.sources) or any(getattr(self, k) not in (None, "") for k in SHORTHAND_KIND_PARAMS)
 
-    def param_specs(self, *, approval: bool = True) -> dict[str, ParamSpec]:
+    def param_specs(
+        self, *, approval: bool = True, allow_reset_coverage: bool = False
+    ) -> dict[str, ParamSpec]:
         """Every per-run param: this config's value as the default, its schema and description. Without the
-        approval tasks there is no ``require_approval`` param."""
+        approval tasks there is no ``require_approval`` param. Each description ends saying whether a user who
+        may only trigger the DAG may set it (docs/security.md): every one but ``reset_coverage``, which only a
+        DAG built with ``allow_reset_coverage=True`` takes from a run."""
         d = self.params_dict()
         specs = {
             "sources": ParamSpec(
@@ -179,7 +192,8 @@ class UnblockJobConfig:
                 d["reset_coverage"],
                 {"type": "boolean"},
                 "Start the rolling coverage of every source with max_email_checks over (a new cycle"
-                " from the lowest id, nothing deferred); see docs/large-orgs.md",
+                " from the lowest id, nothing deferred); see docs/large-orgs.md. "
+                + (RESET_ALLOWED if allow_reset_coverage else RESET_REFUSED),
             ),
         }
         if approval:
@@ -189,7 +203,12 @@ class UnblockJobConfig:
                 "Plan first (a dry run), show the plan in the approve_plan task, and unblock only after"
                 " a person approves it in the UI; a rejection ends the run with the plan as its report",
             )
-        return specs
+        return {
+            name: spec
+            if name == "reset_coverage"
+            else ParamSpec(spec.default, spec.schema, f"{spec.description.rstrip('.')}. {TRIGGER_MAY_SET}")
+            for name, spec in specs.items()
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
@@ -210,4 +229,13 @@ def check_run_params(params: Mapping[str, Any], *, require_sources: bool = True)
     sources_from_params(values)
 
 
-__all__ = ["SOURCE_SCHEMA", "UNBLOCK_FIELDS_SCHEMA", "ParamSpec", "UnblockJobConfig", "check_run_params"]
+__all__ = [
+    "RESET_ALLOWED",
+    "RESET_REFUSED",
+    "SOURCE_SCHEMA",
+    "TRIGGER_MAY_SET",
+    "UNBLOCK_FIELDS_SCHEMA",
+    "ParamSpec",
+    "UnblockJobConfig",
+    "check_run_params",
+]

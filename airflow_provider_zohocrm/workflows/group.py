@@ -140,14 +140,17 @@ class _Job:
     def params(self) -> dict[str, Param]:
         out = {
             self.prefix + name: Param(spec.default, description=spec.description, **spec.schema)
-            for name, spec in self.config.param_specs(approval=self.approval_operator is not None).items()
+            for name, spec in self.config.param_specs(
+                approval=self.approval_operator is not None, allow_reset_coverage=self.allow_reset_coverage
+            ).items()
         }
         if self.allowed_conn_ids:
             out[self.prefix + "conn_id"] = Param(
                 self.conn_id,
                 type="string",
                 enum=list(self.allowed_conn_ids),
-                description="The Zoho CRM connection (the org), one of those the DAG's author listed",
+                description="The Zoho CRM connection (the org). A trigger-only user may pick only one of those"
+                " the DAG's author listed (allowed_conn_ids).",
             )
         return out
 

@@ -9,25 +9,22 @@ data is ever rendered. Internal (not in the package's ``__all__``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_zohocrm.operators.unblock_email import UnblockEmailOperator
 from airflow_provider_zohocrm.workflows import steps
+from airflow_provider_zohocrm.zoho.redact import REDACTED_ADDRESS as REDACTED_ADDRESS
+from airflow_provider_zohocrm.zoho.redact import redact_addresses
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-#: An email address inside any text (a bounce reason may quote the recipient's address).
-_ADDRESS_RE = re.compile(r"[^\s@<>\"'(),;:\[\]]+@[^\s@<>\"'(),;:\[\]]+\.[^\s@<>\"'(),;:\[\]]+")
-REDACTED_ADDRESS = "<address>"
 
 
 def scrub_addresses(value: Any) -> Any:
     """``value`` with every email address in its text replaced: what a task returns holds ids and outcomes."""
     if isinstance(value, str):
-        return _ADDRESS_RE.sub(REDACTED_ADDRESS, value) if "@" in value else value
+        return redact_addresses(value)
     if isinstance(value, dict):
         return {scrub_addresses(k): scrub_addresses(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

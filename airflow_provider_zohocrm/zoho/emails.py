@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_zohocrm.zoho.errors import ZohoRequestError, ZohoResponseError
+from airflow_provider_zohocrm.zoho.redact import redact_addresses
 from airflow_provider_zohocrm.zoho.validation import validate_module, validate_record_ids
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ def classify_emails(
         Verdict.SOFT,
         category=_text(bounce.get("category")),
         sub_category=_text(bounce.get("sub_category")),
-        reason=_text(bounce.get("bounced_reason")),
+        reason=_redacted(bounce.get("bounced_reason")),
         bounced_time=_text(bounce.get("bounced_time")),
         calls=calls,
     )
@@ -234,6 +235,11 @@ def classify_emails(
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _redacted(value: Any) -> str | None:
+    """Zoho's bounce reason with any quoted address redacted (what a run keeps names no address)."""
+    return None if value is None else redact_addresses(str(value))
 
 
 def _now(now: datetime | Callable[[], datetime] | None) -> datetime:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from airflow_provider_zohocrm.zoho.errors import ZohoValidationError
+from airflow_provider_zohocrm.zoho.redact import redact_addresses
 
 # Validation used to live here; "X as X" keeps the old import paths working (an explicit re-export).
 from airflow_provider_zohocrm.zoho.validation import MAX_IDS_PER_CALL as MAX_IDS_PER_CALL
@@ -267,10 +268,12 @@ class UnblockReport:
     ) -> None:
         self.ids[outcome.value].append(record_id)
         if item is not None and outcome in (Outcome.ERROR, Outcome.NOT_ALLOWED):
-            self.messages[record_id] = f"{item.get('code', '')}: {item.get('message', '')}".strip(": ")
+            self.messages[record_id] = redact_addresses(
+                f"{item.get('code', '')}: {item.get('message', '')}".strip(": ")
+            )
         if outcome in DETAILED_OUTCOMES:
             if details is None:  # no Emails check: Zoho's unblock answer is all we know
-                message = str(item.get("message") or "") if item is not None else ""
+                message = redact_addresses(str(item.get("message") or "")) if item is not None else ""
                 details = {
                     "category": None,
                     "sub_category": None,

@@ -232,14 +232,16 @@ def test_after_a_verify_emails_run_no_address_is_kept_in_the_metadata_db_or_the_
 ) -> None:
     """Issue 31 row 3: every address read stayed in XCom, rendered fields and the task log. Now addresses travel
     sealed to the one task that needs them, and what the run keeps holds ids and outcomes. (An Airflow home of
-    its own: other tests put addresses in a run's conf on purpose.)"""
+    its own: other tests put addresses in a run's conf on purpose.) The tasks run under LocalExecutor, each in its
+    own process, so each writes the task log file a reader sees in the UI (``dags test`` in one process writes
+    none); the files and the run's output are searched with the metadata DB."""
     from airflow_provider_zohocrm.testing import airflow_cli
-    from tests.conftest import LeakAudit, airflow_env
+    from tests.conftest import LeakAudit, airflow_env, dags_test
 
     airflow_home = tmp_path / "home"
     airflow_cli.migrate(airflow_env(airflow_home))
 
-    seed_email_org(
+    org = seed_email_org(
         emulator.backend, counts={k: 3 for k in ("old_soft", "recent_soft", "hard", "never_bounced")}
     )
     addresses = [
@@ -247,13 +249,26 @@ def test_after_a_verify_emails_run_no_address_is_kept_in_the_metadata_db_or_the_
         for r in (emulator.backend.record("Leads", rid) for rid in emulator.backend.records("Leads"))
     ]
     assert len(addresses) == 12
-    output = run(
-        airflow_home,
-        emulator,
-        tmp_path,
-        {"sources": [emails_source()], "min_hours_since_bounce": 24},
-        dag_id="wf_configured",
-    )
+    # the newest bounce of each hard and old soft record quotes its recipient, as mail servers' answers do
+    from airflow_provider_zohocrm.testing.emails import bounced, sent
+
+    now = emulator.backend.now()
+    for kind, permanent, days in (("hard", True, 6), ("old_soft", False, 5)):
+        for rid in org.ids[kind]:
+            to = str(emulator.backend.record("Leads", rid)["fields"]["Email"])
+            at = now - days * 86400
+            reason = f"550 5.1.1 <{to}>: Recipient address rejected: {to} mailbox unavailable"
+            status = [sent(), bounced(at + 60, permanent=permanent, reason=reason)]
+            emulator.backend.add_email("Leads", rid, sent_at=at, status=status, subject="Quote", to=to)
+    with airflow_cli.api_server(airflow_env(airflow_home), parallelism=4) as server:
+        proc = dags_test(
+            airflow_home,
+            "wf_configured",
+            {"sources": [emails_source()], "min_hours_since_bounce": 24, "needs_person_tag": "Needs person"},
+            {**emulator_conn_env(emulator), **server.executor_env, "TMPDIR": str(tmp_path)},
+            dags_folder=TEST_DAGS,
+        )
+    output = proc.stdout + proc.stderr
     assert dag_run_state(output) == "success", output[-5000:]
     assert (
         sum(len(emulator.backend.unblock_events("Leads", r)) for r in emulator.backend.records("Leads")) == 3
@@ -268,8 +283,13 @@ def test_after_a_verify_emails_run_no_address_is_kept_in_the_metadata_db_or_the_
         if address in text.lower()
     ]
     assert found == [], found[:5]
-    # ``dags test`` prints the task logs (the output, scanned above); log files, where written, are scanned too
     assert audit.scanned["xcom"] > 0 and audit.scanned["rendered_task_instance_fields"] > 0
+    # every task wrote its log file (check_params, find_candidates, make_groups, the mapped unblocks, report)
+    assert audit.scanned["log_files"] >= 5, audit.scanned
+    logs = "\n".join(p.read_text(errors="replace") for p in (airflow_home / "logs").rglob("*") if p.is_file())
+    assert "candidate record(s) found" in logs, "the report is in the task logs searched above"
+    # the quoting bounce reasons reached the logs, redacted (Zoho's text is data; its addresses are not kept)
+    assert "550 5.1.1 <address>: Recipient address rejected: <address> mailbox unavailable" in logs
 
 
 def test_two_orgs_in_one_file_each_run_against_its_own_connection(

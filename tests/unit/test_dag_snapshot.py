@@ -43,7 +43,10 @@ def build(variant: str) -> Any:
     from airflow_provider_zohocrm import unblock_bounced_emails_dag
 
     approval = "on" if variant == "approval" else "off"
-    return unblock_bounced_emails_dag("zoho_unblock_bounced_emails", approval=approval, max_parallel=10)
+    # as the shipped example builds it (allow_reset_coverage shows in reset_coverage's description)
+    return unblock_bounced_emails_dag(
+        "zoho_unblock_bounced_emails", approval=approval, max_parallel=10, allow_reset_coverage=True
+    )
 
 
 @pytest.mark.parametrize("variant", ["approval", "no_approval"])

@@ -165,3 +165,46 @@ def test_reset_coverage_is_the_dag_authors_choice() -> None:
     with pytest.raises(steps.RunRefused, match="allow_reset_coverage=True"):
         check({"reset_coverage": True, "view": "x"})
     assert check({"reset_coverage": True, "view": "x"}, allow_reset_coverage=True)["reset_coverage"] is True
+
+
+def test_each_params_description_says_whether_a_trigger_only_user_may_set_it() -> None:
+    """Issue 31 / docs/security.md: the trigger form says who may set each param; reset_coverage follows the
+    DAG author's allow_reset_coverage, conn_id (when offered) is one of the author's list."""
+    from airflow_provider_zohocrm.workflows.group import unblock_bounced_emails_dag
+
+    for allow in (False, True):
+        dag = unblock_bounced_emails_dag(f"x_who_{allow}", allow_reset_coverage=allow)
+        for name in dag.params:
+            text = dag.params.get_param(name).description or ""
+            if name == "reset_coverage":
+                assert ("may set it" in text) is allow and "allow_reset_coverage=True" in text, text
+            else:
+                assert "A trigger-only user may set it" in text and "never a template" in text, (name, text)
+    dag = unblock_bounced_emails_dag("x_who_conn", conn_id="org_a", allowed_conn_ids=["org_a", "org_b"])
+    text = dag.params.get_param("conn_id").description or ""
+    assert "trigger-only user may pick only one of those" in text and "allowed_conn_ids" in text
+
+
+def test_the_example_dag_docs_param_table_says_who_may_set_each_param() -> None:
+    """docs/example-dag.md's param table has a trigger-only column matching docs/security.md."""
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "example-dag.md").read_text()
+    table = doc.split("## Params", 1)[1].split("\n\n", 2)[1]
+    header, _sep, *rows = table.splitlines()
+    assert "trigger-only user" in header, header
+    by_param = {row.split("|")[1].strip(): row.split("|")[3].strip() for row in rows}
+    for names, who in by_param.items():
+        expected = "only if the DAG's author allows it" if "reset_coverage" in names else "yes"
+        assert who.startswith(expected), (names, who)
+
+
+def test_a_bounce_reason_or_unblock_answer_quoting_the_recipient_is_redacted_where_it_enters() -> None:
+    """Issue 31: Zoho's text names no address once read (the Emails check and the unblock answer), so neither the
+    logs nor a plain UnblockEmailOperator's return value hold one."""
+    from airflow_provider_zohocrm.zoho.redact import redact_addresses
+
+    assert redact_addresses("550 <kim.lee@example.org>: kim.lee@example.org unknown") == (
+        "550 <address>: <address> unknown"
+    )
+    assert redact_addresses("Host not reachable.") == "Host not reachable."
