@@ -379,7 +379,9 @@ def _report_body(
     partials = _LazyPull(  # read only for a group whose task failed
         lambda i: ti.xcom_pull(task_ids=ids["unblock"], map_indexes=i, key="unblock_report"), n
     )
-    planned = _pull_mapped(ti, ids["plan"], n) if ids.get("plan") else []
+    # the plan exists only when the run asked for approval (else plan_emails was skipped: pulling its XComs would
+    # log an ERROR "XCom not found" per group)
+    planned = _pull_mapped(ti, ids["plan"], n) if ids.get("plan") and settings.get("require_approval") else []
     decision = (
         ti.xcom_pull(task_ids=ids["approve"])
         if ids.get("approve") and settings.get("require_approval")
