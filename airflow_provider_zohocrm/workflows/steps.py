@@ -48,6 +48,28 @@ class RunRefused(Exception):
 # -- check_params ------------------------------------------------------------------------------------------------
 
 
+def _no_approval_message() -> str:
+    """Why a run may not ask for approval: Airflow 3.0 has no human-in-the-loop operators, or the DAG's author
+    built it with approval='off'."""
+    from airflow import __version__ as airflow_version
+
+    try:
+        from airflow.providers.standard.operators.hitl import ApprovalOperator  # noqa: F401
+    except Exception:  # 3.0: AirflowOptionalProviderFeatureException; an old standard provider: ImportError
+        has_hitl = False
+    else:
+        has_hitl = True
+    if not has_hitl:
+        return (
+            f"require_approval needs Airflow 3.1 or later (its human-in-the-loop operators); this is Airflow"
+            f" {airflow_version}. Run without require_approval (a dry_run first shows the plan), or upgrade."
+        )
+    return (
+        "require_approval: this DAG was built without its approval tasks (approval='off'). Run without"
+        " require_approval (a dry_run first shows the plan), or build the DAG with approval='on'."
+    )
+
+
 def check_params(
     run_params: Mapping[str, Any],
     *,
@@ -71,6 +93,9 @@ def check_params(
     from airflow_provider_zohocrm.zoho.sources import sources_from_params
 
     try:
+        if "require_approval" in set(conf_keys) and not approval_built:
+            # no require_approval param without the approval tasks: say why, rather than "unknown key"
+            raise ZohoValidationError(_no_approval_message())
         refuse_unknown_keys(set(conf_keys), set(known_keys), "The run's conf")
         own = {name: run_params[prefix + name] for name in param_names if prefix + name in run_params}
         chosen = conn_id
@@ -103,13 +128,7 @@ def check_params(
     except ZohoValidationError as exc:
         raise RunRefused(str(exc)) from None
     if require_approval and not approval_built:
-        from airflow import __version__ as airflow_version
-
-        raise RunRefused(
-            "require_approval: this DAG was built without its approval tasks (approval='off', or Airflow"
-            f" {airflow_version} has no human-in-the-loop operators). Run without require_approval (a dry_run"
-            " first shows the plan), or build the DAG with approval='on' on Airflow 3.1 or later."
-        )
+        raise RunRefused(_no_approval_message())
     if require_approval and settings.dry_run:
         raise RunRefused(
             "require_approval and dry_run together: a dry run writes nothing, so there is nothing to approve."
