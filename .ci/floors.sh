@@ -157,7 +157,7 @@ if [[ "$PHASE" == prepare ]]; then
     exit 0
 fi
 
-step "fast tests on the floors: pytest ${FLOORS_PYTEST_ARGS:--m 'not airflow_run and not browser'}"
+step "fast tests on the floors: pytest ${FLOORS_PYTEST_ARGS:--m 'not airflow_run and not browser and not docs'}"
 mkdir -p "$WORK/tmp" "$WORK/home"
 cd "$WORK/src"  # the copy: tests import the installed provider's tree, and write nothing into $ROOT
 workers=${FLOORS_WORKERS:-$(nproc)}
@@ -169,7 +169,7 @@ if [[ -n "${FLOORS_PYTEST_ARGS:-}" ]]; then
     TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" $FLOORS_PYTEST_ARGS || rc=$?
 else
     TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" \
-        -m "not airflow_run and not browser" || rc=$?
+        -m "not airflow_run and not browser and not docs" || rc=$?
 fi
 if [[ "$rc" == 5 ]]; then echo "pytest collected no tests: the floors were not tested"; fi
 step "done in $((SECONDS - START))s, exit $rc"

@@ -14,6 +14,9 @@ from types import ModuleType
 import griffe
 import pytest
 
+#: needs the docs extra (griffe), which the dependency-floors venv does not install
+pytestmark = pytest.mark.docs
+
 REPO = Path(__file__).resolve().parents[2]
 
 
