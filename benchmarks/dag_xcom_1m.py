@@ -56,7 +56,7 @@ def run(records: int, blocked: int, verify: str) -> dict[str, Any]:
     from airflow_provider_zohocrm.testing import EmulatorBackend, EmulatorConfig, ZohoCRMEmulator, airflow_cli
 
     home = Path(tempfile.mkdtemp(prefix="dag-xcom-1m-"))
-    env = airflow_cli.airflow_env(home, REPO / "dags", PYTHONPATH=str(REPO))
+    env = airflow_cli.airflow_env(home, REPO / "dags", PYTHONPATH=str(REPO), **airflow_cli.PLAIN_AIRFLOW)
     airflow_cli.migrate(env)
     backend = EmulatorBackend(EmulatorConfig())
     backend.add_many_records("Leads", records, first_id=4_876_876_000_000_100_001, step=3)

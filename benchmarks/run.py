@@ -59,7 +59,7 @@ def log(msg: str) -> None:
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:
-    return airflow_cli.airflow_env(home, DAGS, PYTHONPATH=str(REPO), **extra)
+    return airflow_cli.airflow_env(home, DAGS, PYTHONPATH=str(REPO), **airflow_cli.PLAIN_AIRFLOW, **extra)
 
 
 @contextmanager

@@ -145,6 +145,7 @@ def run_dag(
         home,
         REPO / "dags",
         PYTHONPATH=str(REPO),
+        **airflow_cli.PLAIN_AIRFLOW,
         **executor_env,
         AIRFLOW_CONN_ZOHOCRM_DEFAULT=json.dumps(em.connection()),
         TMPDIR=str(home / "tmp" / tag),
@@ -172,9 +173,16 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         executor_env: dict[str, str] = {}
         server = None
         if args.how == "dag":
-            airflow_cli.migrate(airflow_cli.airflow_env(home, REPO / "dags", PYTHONPATH=str(REPO)))
+            airflow_cli.migrate(
+                airflow_cli.airflow_env(
+                    home, REPO / "dags", PYTHONPATH=str(REPO), **airflow_cli.PLAIN_AIRFLOW
+                )
+            )
             server = airflow_cli.api_server(
-                airflow_cli.airflow_env(home, REPO / "dags", PYTHONPATH=str(REPO)), parallelism=C
+                airflow_cli.airflow_env(
+                    home, REPO / "dags", PYTHONPATH=str(REPO), **airflow_cli.PLAIN_AIRFLOW
+                ),
+                parallelism=C,
             )
             executor_env = {**server.__enter__().executor_env, "ZOHOCRM_MAX_PARALLEL": str(C)}
         try:

@@ -112,7 +112,7 @@ def test_a_dag_scheduled_on_the_asset_runs_after_an_unblock_run_and_reads_the_id
         )
         subprocess.run(
             [
-                airflow_cli.AIRFLOW,
+                *airflow_cli.AIRFLOW_COMMAND,
                 "dags",
                 "trigger",
                 UNBLOCK_DAG,

@@ -31,7 +31,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from airflow_provider_zohocrm.testing.airflow_cli import AIRFLOW, free_port
+from airflow_provider_zohocrm.testing.airflow_cli import AIRFLOW, AIRFLOW_COMMAND, free_port
 
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
 
@@ -187,14 +187,18 @@ class Cluster:
             **self.extra_env,
         }
         t0 = time.monotonic()
-        subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [*AIRFLOW_COMMAND, "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=600
+        )
         self.timings["db migrate"] = time.monotonic() - t0
         t0 = time.monotonic()
         api = self._spawn(
-            "api-server", [AIRFLOW, "api-server", "--port", str(api_port), "--host", "127.0.0.1"], self.env
+            "api-server",
+            [*AIRFLOW_COMMAND, "api-server", "--port", str(api_port), "--host", "127.0.0.1"],
+            self.env,
         )
-        self._spawn("scheduler", [AIRFLOW, "scheduler"], self.env)
-        self._spawn("dag-processor", [AIRFLOW, "dag-processor"], self.env)
+        self._spawn("scheduler", [*AIRFLOW_COMMAND, "scheduler"], self.env)
+        self._spawn("dag-processor", [*AIRFLOW_COMMAND, "dag-processor"], self.env)
         workers = []
         for n in range(1, self.workers + 1):
             machine = {"TMPDIR": str(self._dir(f"worker{n}/tmp")), "HOME": str(self._dir(f"worker{n}/home"))}
@@ -202,7 +206,7 @@ class Cluster:
                 self._spawn(
                     f"worker{n}",
                     [
-                        AIRFLOW,
+                        *AIRFLOW_COMMAND,
                         "celery",
                         "worker",
                         "-H",
