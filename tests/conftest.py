@@ -112,6 +112,17 @@ def assert_no_secrets(text: str, emulator: ZohoCRMEmulator) -> None:
     assert not ACCESS_TOKEN_RE.search(text), "an access token leaked"
 
 
+# -- simulations -----------------------------------------------------------------------------------------------
+
+
+def simulation_count(full: int) -> int:
+    """How many seeded histories or schedules a simulation test runs: ``full`` (the suite), or that times
+    ``ZOHOCRM_SIMULATION_SCALE`` (at least 1). The dependency-floors run (.ci/floors.sh) sets 0.1: it checks that
+    the simulations still run and hold on the lowest versions; the depth is the main suite's."""
+    scale = float(os.environ.get("ZOHOCRM_SIMULATION_SCALE", "1"))
+    return max(1, round(full * scale))
+
+
 # -- real Airflow ---------------------------------------------------------------------------------------------
 
 

@@ -15,9 +15,10 @@ import pytest
 from airflow_provider_zohocrm.hooks import coverage_run, coverage_store
 from airflow_provider_zohocrm.zoho import coverage
 from airflow_provider_zohocrm.zoho.coverage import DONE
+from tests.conftest import simulation_count
 from tests.unit.coverage_sim import InvariantBroken, run_history
 
-HISTORIES = 1_000
+HISTORIES = simulation_count(1_000)
 NIGHTS = 60
 
 

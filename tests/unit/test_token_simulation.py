@@ -18,6 +18,7 @@ import pytest
 
 from airflow_provider_zohocrm.hooks.token_store import AirflowVariableTokenStore
 from airflow_provider_zohocrm.zoho import auth
+from tests.conftest import simulation_count
 from tests.unit import token_sim as ts
 
 
@@ -66,7 +67,8 @@ def test_every_schedule_with_a_pause_keeps_every_invariant(tmp_path: Path) -> No
     assert report.failures == [], "\n".join(report.failures[:3])
 
 
-RANDOM_SEEDS = range(2000)
+RANDOM_SEEDS = range(simulation_count(2000))
+PERSISTENT_401_SEEDS = range(simulation_count(300))
 
 
 def test_seeded_random_schedules_keep_every_invariant(tmp_path: Path) -> None:
@@ -85,12 +87,12 @@ def test_seeded_random_schedules_keep_every_invariant(tmp_path: Path) -> None:
 
 def test_seeded_random_schedules_with_persistent_401s(tmp_path: Path) -> None:
     failures = []
-    for seed in range(300):
+    for seed in PERSISTENT_401_SEEDS:
         try:
             ts.run_seed(seed, tmp_path / str(seed), rejections=True)
         except ts.Violation as exc:
             failures.append(f"seed {seed}: {exc}")
-    assert failures == [], f"{len(failures)} of 300: " + "\n".join(failures[:3])
+    assert failures == [], f"{len(failures)} of {len(PERSISTENT_401_SEEDS)}: " + "\n".join(failures[:3])
 
 
 #: The first failing schedule each hole of issue 20 had before its fix (seed of ``ts.search`` with the pauses
