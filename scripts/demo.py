@@ -109,7 +109,10 @@ def main() -> int:
     home = Path(os.environ["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     print(f"[demo] Airflow home {home} (SQLite); migrating the metadata DB …", flush=True)
-    base_env = airflow_cli.airflow_env(home, Path(__file__).resolve().parents[1] / "dags")
+    # the plain `airflow` script, as a deployment runs it (not the tests' faster launcher): the demo's time is real
+    base_env = airflow_cli.airflow_env(
+        home, Path(__file__).resolve().parents[1] / "dags", **airflow_cli.PLAIN_AIRFLOW
+    )
     airflow_cli.migrate(base_env)
 
     backend = EmulatorBackend(EmulatorConfig(latency=args.latency_ms / 1000, concurrency_limit=10))
