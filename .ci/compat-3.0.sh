@@ -67,7 +67,7 @@ else
         step "wrote $CONSTRAINTS"
     else
         step "install ${REQUIREMENTS[*]} with -c constraints/airflow-3.0.txt"
-        pipq install -c "$CONSTRAINTS" "${REQUIREMENTS[@]}"
+        pipq install --no-compile -c "$CONSTRAINTS" "${REQUIREMENTS[@]}"  # bytecode is written on first import
     fi
     touch "$VENV/.complete"
 fi
