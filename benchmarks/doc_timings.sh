@@ -3,7 +3,7 @@
 # each includes. Run it on a quiet machine (nothing else running: the numbers are wall times) from the checkout:
 #
 #   bash benchmarks/doc_timings.sh                 # demo (fresh clone, twice), test groups, emulator, Airflow start/stop
-#   WITH_BENCHMARK=1 bash benchmarks/doc_timings.sh   # + `python -m benchmarks.run` (about 5 more minutes)
+#   WITH_BENCHMARK=1 bash benchmarks/doc_timings.sh   # + `python -m benchmarks.run` (about 6 more minutes)
 #   WITH_DEPLOYMENT=1 bash benchmarks/doc_timings.sh  # + the Celery deployment test (about 3.5 more minutes)
 #
 # Everything runs in a fresh clone of HEAD under a temporary directory (its own .venv, HOME and TMPDIR for the
