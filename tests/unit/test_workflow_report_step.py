@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, overload
+from typing import Any
 
 from airflow_provider_zohocrm.workflows import steps
 from airflow_provider_zohocrm.workflows.assets import MAX_IDS_IN_EVENT
+from airflow_provider_zohocrm.workflows.group import _LazyPull
 from airflow_provider_zohocrm.zoho.id_packing import pack_ids
 from airflow_provider_zohocrm.zoho.unblock import Outcome
 
@@ -23,29 +24,16 @@ class Result(dict[str, Any]):
     """A mapped task's result that a weak reference can follow (a plain dict cannot)."""
 
 
-class Pulled(Sequence[Any]):
-    """Each index pulled anew, as the report task's lazy sequence of XComs does; counts the earlier results
-    still alive (held by someone) at every pull."""
+class PullRecorder:
+    """A mapped task's XCom pull, for the report's own lazy sequence (``group._LazyPull``): each result made anew,
+    and at every pull a count of the earlier results still alive (held by someone)."""
 
-    def __init__(self, make: Callable[[int], Result | None], n: int) -> None:
-        self.make, self.n = make, n
+    def __init__(self, make: Callable[[int], Result | None]) -> None:
+        self.make = make
         self.alive_at_pull: list[int] = []
         self._refs: list[weakref.ref[Result]] = []
 
-    def __len__(self) -> int:
-        return self.n
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.n))]
-        if not 0 <= index < self.n:
-            raise IndexError(index)
+    def __call__(self, index: int) -> Result | None:
         self.alive_at_pull.append(sum(ref() is not None for ref in self._refs))
         result = self.make(index)
         if result is not None:
@@ -135,8 +123,8 @@ def _run(results: Sequence[Any]) -> tuple[dict[str, Any], list[str], dict[str, A
 
 
 def test_the_report_step_holds_one_mapped_result_at_a_time() -> None:
-    pulled = Pulled(_make, len(PLAN))
-    value, problems, _extra = _run(pulled)
+    pulled = PullRecorder(_make)
+    value, problems, _extra = _run(_LazyPull(pulled, len(PLAN)))
     # each result read once; when the next is pulled, at most the one just handed over is still referenced
     assert len(pulled.alive_at_pull) == len(PLAN)
     assert max(pulled.alive_at_pull) <= 1, pulled.alive_at_pull
@@ -147,7 +135,7 @@ def test_the_report_step_holds_one_mapped_result_at_a_time() -> None:
 
 def test_the_asset_extra_is_the_results_unblocked_ids_in_map_index_order_bounded() -> None:
     held = [_make(i) for i in range(len(PLAN))]
-    value, _problems, extra = _run(Pulled(_make, len(PLAN)))
+    value, _problems, extra = _run(_LazyPull(PullRecorder(_make), len(PLAN)))
     assert extra == _reference_extra(value, held)
     assert extra["unblocked_truncated"] is True
     assert [len(v) for v in extra["unblocked"].values()] == [6_000 + 0, 4_000]  # Leads 6,000, Contacts 4,000
