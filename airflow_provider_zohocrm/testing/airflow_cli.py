@@ -17,10 +17,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from . import airflow_forkserver
 
 #: The ``airflow`` command next to the running interpreter (the venv the tests run in).
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -181,14 +183,22 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeo
         time.sleep(0.5)  # readiness polling
 
 
-def _stop(proc: subprocess.Popen[Any]) -> None:
+def _stop(proc: subprocess.Popen[Any] | airflow_forkserver.ForkedProcess) -> None:
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
+        _killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _killpg(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:  # it exited since it was polled, or it is not (yet) a group leader
+        with suppress(ProcessLookupError):
+            os.kill(pgid, signum)
 
 
 @dataclass
@@ -222,7 +232,9 @@ class DagTestRun:
     executor first lets its last tasks' supervisors finish), then ends its process group.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes] | airflow_forkserver.ForkedProcess, log_path: Path
+    ) -> None:
         self.proc = proc
         self.log_path = log_path
         self.started = time.monotonic()
@@ -293,10 +305,18 @@ def start_dags_test(
         fd, name = tempfile.mkstemp(prefix=f"dags-test-{dag_id}-", suffix=".log", dir=env.get("TMPDIR"))
         os.close(fd)
         log_path = Path(name)
-    with open(log_path, "w") as sink:
-        proc = subprocess.Popen(
-            cmd, env=dict(env), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    open(log_path, "w").close()
+    proc: subprocess.Popen[bytes] | airflow_forkserver.ForkedProcess | None = None
+    if not use_executor and airflow_command(env) == AIRFLOW_COMMAND and airflow_forkserver.enabled(env):
+        try:
+            proc = airflow_forkserver.server_for(env).start(cmd[len(AIRFLOW_COMMAND) :], env, log_path)
+        except airflow_forkserver.ForkServerError as exc:
+            print(f"airflow_cli: {exc}; starting a fresh process instead", file=sys.stderr)
+    if proc is None:
+        with open(log_path, "w") as sink:
+            proc = subprocess.Popen(
+                cmd, env=dict(env), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
     run = DagTestRun(proc, log_path)
     try:
         yield run

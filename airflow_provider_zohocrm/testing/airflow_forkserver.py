@@ -1,0 +1,408 @@
+"""A fork server for ``airflow dags test``: Airflow imported and its in-process Task Execution API built once,
+then one forked child per run.
+
+Why: on 2 cores an ``airflow dags test`` spent about 7.5 s of CPU before and around its DAG's own work: importing
+Airflow and its CLI (about 1.9 s), building the FastAPI app of the in-process Task Execution API (1.6 s) and Cadwyn
+generating that app's versioned routers on its first request (3.7 s). The suite runs about a hundred of them, so
+that was a third of CI's CPU. A fork server pays it once per Airflow configuration and pytest process.
+
+What a child runs is Airflow's own CLI entry point (``airflow.__main__.main``) with the run's argv, environment,
+working directory and output file, in its own session (process group), exiting through the interpreter's exit
+handlers like the ``airflow`` script. It starts from a copy of the server's memory in which nothing has run but
+imports and the API app's construction, so no run sees another's state. What differs from a fresh process is only
+what was computed before the fork, and the server is keyed so that none of it can differ:
+
+- Airflow reads its configuration (``airflow.cfg``, ``AIRFLOW__*``) while importing: a server serves only the
+  environment it was started with, except the variables read when used (:data:`RUNTIME_ENV_PREFIXES`:
+  ``AIRFLOW_CONN_*``, ``AIRFLOW_VAR_*``, our ``ZOHOCRM_*``, ``TMPDIR``), and only while ``airflow.cfg`` is
+  unchanged.
+- SQLAlchemy connections are not shared with the child: Airflow disposes its engine after a fork
+  (``settings.configure_orm`` registers that), and the server opens none.
+- ``random`` is reseeded in every child (CPython does that after a fork); the server has no threads when it forks
+  (the API's event-loop thread is started by the child, on its first request).
+
+The server's protocol: JSON lines on its stdin (``{"id", "argv", "env", "cwd", "log"}``) and stdout (``{"id",
+"pid"}`` once the child has its own session, ``{"id", "status"}`` when it exited). It exits when its stdin closes
+(the pytest process ended). :class:`ForkedProcess` gives the client the part of :class:`subprocess.Popen` that
+:mod:`.airflow_cli` uses (``pid``, ``poll``, ``wait``, ``returncode``).
+
+Standard library only on the client side, like the rest of ``testing``; the server imports Airflow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: Variables that Airflow and Python read when they are used, not when Airflow is imported: a run may set them to
+#: anything and still be served by a server started with other values. (``TMPDIR``: Python caches it on first
+#: use, so the child forgets the server's; every test has its own.)
+RUNTIME_ENV_PREFIXES = ("AIRFLOW_CONN_", "AIRFLOW_VAR_", "ZOHOCRM_", "PYTEST_CURRENT_TEST", "TMPDIR")
+#: Set to ``0`` in the environment of the tests (or of a run) to start every ``airflow dags test`` as a fresh process.
+FORKSERVER_ENV = "ZOHOCRM_AIRFLOW_FORKSERVER"
+
+_SERVER_COMMAND = (
+    "import sys\n"
+    "if sys.path and sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
+    "from airflow_provider_zohocrm.testing.airflow_forkserver import serve\n"
+    "serve()\n"
+)
+
+
+def enabled(env: Mapping[str, str]) -> bool:
+    """Whether runs with this environment go through a fork server (``ZOHOCRM_AIRFLOW_FORKSERVER`` is not ``0``,
+    neither in the run's environment nor in this process's)."""
+    return env.get(FORKSERVER_ENV, os.environ.get(FORKSERVER_ENV, "1")) != "0"
+
+
+def server_key(env: Mapping[str, str]) -> tuple[Any, ...]:
+    """What a server's state depends on: the environment but for :data:`RUNTIME_ENV_PREFIXES`, and the
+    ``airflow.cfg`` of its Airflow home (size and modification time; Airflow writes one on first import)."""
+    static = tuple(sorted((k, v) for k, v in env.items() if not k.startswith(RUNTIME_ENV_PREFIXES)))
+    cfg = Path(env.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "airflow.cfg"
+    try:
+        stat = cfg.stat()
+        cfg_state: tuple[int, int] | None = (stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        cfg_state = None
+    return static, cfg_state
+
+
+# -- the client (the pytest process) -----------------------------------------------------------------------------
+
+
+class ForkServerError(RuntimeError):
+    """The fork server could not start or answer; the caller starts a fresh process instead."""
+
+
+class ForkedProcess:
+    """A child of the fork server, as much of :class:`subprocess.Popen` as :mod:`.airflow_cli` uses. Its
+    ``pid`` leads its own process group (``os.killpg(pid, …)`` ends it and its children); ``returncode`` follows
+    ``Popen``: the exit code, or minus the signal that ended it."""
+
+    def __init__(self, server: ForkServer, request_id: int, pid: int) -> None:
+        self._server = server
+        self._id = request_id
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._server._pump(0.0)
+            self.returncode = self._server._statuses.pop(self._id, None)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise subprocess.TimeoutExpired("airflow (fork server child)", timeout or 0.0)
+            self._server._pump(1.0 if left is None else min(left, 1.0))
+        assert self.returncode is not None
+        return self.returncode
+
+
+class ForkServer:
+    """One server process for one :func:`server_key`; see the module's docstring."""
+
+    def __init__(self, env: Mapping[str, str], *, start_timeout: float = 180.0) -> None:
+        self._lock = threading.RLock()
+        self._next_id = 0
+        self._buffer = b""
+        self._statuses: dict[int, int] = {}
+        self._pids: dict[int, int] = {}
+        home = Path(env.get("AIRFLOW_HOME", "."))
+        self.log_path = home / f"forkserver-{os.getpid()}-{id(self)}.log"
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _SERVER_COMMAND],
+                env=dict(env),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
+        assert self.proc.stdout is not None
+        self._out = self.proc.stdout.fileno()
+        ready = self._read_message(start_timeout)
+        if ready is None or ready.get("ready") is not True:
+            self.close()
+            raise ForkServerError(f"the fork server did not start; its log: {self.log_path}")
+
+    def _read_message(self, timeout: float) -> dict[str, Any] | None:
+        """The next line from the server, waiting up to ``timeout`` seconds (None: none came, or it exited)."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = max(0.0, deadline - time.monotonic())
+            if not select.select([self._out], [], [], left)[0]:
+                return None
+            chunk = os.read(self._out, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def _pump(self, timeout: float) -> None:
+        """Read what the server has said (waiting up to ``timeout`` seconds for the first line)."""
+        with self._lock:
+            message = self._read_message(timeout)
+            while message is not None:
+                self._take(message)
+                message = self._read_message(0.0)
+
+    def _take(self, message: dict[str, Any]) -> None:
+        if "status" in message:
+            self._statuses[message["id"]] = message["status"]
+        elif "pid" in message:
+            self._pids[message["id"]] = message["pid"]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def start(
+        self, argv: list[str], env: Mapping[str, str], log_path: Path, cwd: str | None = None
+    ) -> ForkedProcess:
+        """Fork a child that runs Airflow's CLI with ``argv`` (without the program name) and ``env``, its output
+        (stdout and stderr) appended to ``log_path``."""
+        with self._lock:
+            self._next_id += 1
+            request_id = self._next_id
+            request = {
+                "id": request_id,
+                "argv": list(argv),
+                "env": dict(env),
+                "cwd": cwd or os.getcwd(),
+                "log": str(log_path),
+            }
+            assert self.proc.stdin is not None
+            try:
+                self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+                self.proc.stdin.flush()
+            except OSError as exc:
+                raise ForkServerError(f"the fork server is gone: {exc}") from exc
+            deadline = time.monotonic() + 60.0
+            while request_id not in self._pids:
+                message = self._read_message(max(0.0, deadline - time.monotonic()))
+                if message is None:
+                    raise ForkServerError(f"the fork server did not fork; its log: {self.log_path}")
+                if message.get("error") and message.get("id") == request_id:
+                    raise ForkServerError(f"the fork server could not fork: {message['error']}")
+                self._take(message)
+            return ForkedProcess(self, request_id, self._pids.pop(request_id))
+
+    def close(self) -> None:
+        """End the server (its stdin closed, then its process group). Running children keep running: they are in
+        sessions of their own, and whoever started them ends them."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+_servers: dict[tuple[Any, ...], ForkServer] = {}
+_servers_lock = threading.Lock()
+
+
+def server_for(env: Mapping[str, str]) -> ForkServer:
+    """This process's server for ``env``'s :func:`server_key`, started on first use (about the time of one
+    ``airflow dags test``); a server that has exited is replaced. Raises :class:`ForkServerError` if it cannot
+    start."""
+    key = server_key(env)
+    with _servers_lock:
+        server = _servers.get(key)
+        if server is None or not server.alive():
+            base = {k: v for k, v in env.items() if not k.startswith(RUNTIME_ENV_PREFIXES)}
+            if os.environ.get("ZOHOCRM_FORKSERVER_DEBUG"):
+                print("new fork server", key, file=sys.stderr)
+            server = _servers[key] = ForkServer(base)
+        return server
+
+
+@atexit.register
+def close_all() -> None:
+    """End every fork server this process started."""
+    with _servers_lock:
+        for server in _servers.values():
+            server.close()
+        _servers.clear()
+
+
+# -- the server (its own process) ---------------------------------------------------------------------------------
+
+
+def _warm_up() -> Any:
+    """Import what ``airflow dags test`` imports and build the in-process Task Execution API (the app and its
+    versioned routers), as the first run would; return Airflow's CLI entry point."""
+    import airflow.cli.commands.dag_command
+    import airflow.sdk.execution_time.task_runner  # noqa: F401
+    from airflow.__main__ import main
+    from airflow.sdk.execution_time import supervisor
+
+    factory = getattr(supervisor, "in_process_api_server", None)  # cached by Airflow: the runs reuse this one
+    if factory is not None:
+        app = factory().app
+        initialize = getattr(app, "_cadwyn_initialize", None)
+        if initialize is not None and not getattr(app, "_cadwyn_initialized", True):
+            initialize()  # what Cadwyn does on the app's first request
+    return main
+
+
+def _run_child(main: Any, request: dict[str, Any], preamble: bytes) -> int:
+    """In the forked child (already in its own session): become the run (output, environment, directory, argv),
+    write what a fresh process would have printed while importing (``preamble``), run Airflow's CLI, run the exit
+    handlers; the exit code."""
+    import signal
+    import tempfile
+    import traceback
+
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler)
+    out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    os.write(1, preamble)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    tempfile.tempdir = None  # computed again from this run's TMPDIR on first use
+    sys.argv = [str(Path(sys.executable).parent / "airflow"), *request["argv"]]
+    code: int
+    try:
+        result = main()
+        code = result if isinstance(result, int) else 0
+    except SystemExit as exc:
+        if exc.code is None:
+            code = 0
+        elif isinstance(exc.code, int):
+            code = exc.code
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # what the interpreter does with an uncaught exception
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a closed stream at exit, which the interpreter ignores too
+                stream.flush()
+    return code
+
+
+def serve() -> None:
+    """The server's main loop (run by :class:`ForkServer` in its own process)."""
+    import gc
+    import signal
+    import tempfile
+
+    gc.set_threshold(10_000, 10, 10)  # as airflow_cli's launcher: see there
+    atexit.register(gc.disable)  # run last (registered first): no collections while the interpreter exits
+    atexit.register(gc.freeze)
+    control_in = sys.stdin.buffer
+    control_out = os.dup(1)  # the protocol's channel; the children's fd 1 is their log
+    server_log = os.dup(2)
+    # What Airflow prints while it is imported (warnings, which Python then shows once per process) is what a fresh
+    # process prints first: kept, and written at the start of every child's output.
+    with tempfile.TemporaryFile() as printed:
+        os.dup2(printed.fileno(), 1)
+        os.dup2(printed.fileno(), 2)
+        main = _warm_up()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        printed.seek(0)
+        preamble = printed.read()
+    os.dup2(server_log, 1)  # from here on, what the server prints goes to its log, not into the protocol
+    os.dup2(server_log, 2)
+    os.close(server_log)
+    os.write(2, preamble)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    children: dict[int, int] = {}  # pid -> request id
+
+    def say(message: dict[str, Any]) -> None:
+        os.write(control_out, json.dumps(message).encode() + b"\n")
+
+    gc.collect()
+    gc.freeze()  # the children share these pages instead of copying them at their first collection
+    say({"ready": True})
+    buffer = b""
+    stdin_fd = control_in.fileno()
+    while True:
+        try:
+            readable = select.select([stdin_fd, wake_r], [], [])[0]
+        except InterruptedError:
+            readable = [wake_r]
+        if wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 4096)
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in children:
+                say({"id": children.pop(pid), "status": os.waitstatus_to_exitcode(status)})
+        if stdin_fd not in readable:
+            continue
+        chunk = os.read(stdin_fd, 65536)
+        if not chunk:
+            break  # the client is gone
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            request = json.loads(line)
+            ready_r, ready_w = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                os.close(ready_r)
+                os.close(ready_w)
+                say({"id": request["id"], "error": str(exc)})
+                continue
+            if pid == 0:  # the child
+                code = 1
+                try:
+                    for fd in (ready_r, wake_r, wake_w, control_out, stdin_fd):
+                        os.close(fd)
+                    os.setsid()
+                    os.close(ready_w)  # the server now knows the child leads its own process group
+                    code = _run_child(main, request, preamble)
+                finally:
+                    os._exit(code)
+            os.close(ready_w)
+            os.read(ready_r, 1)  # returns at EOF: the child has called setsid (or died)
+            os.close(ready_r)
+            children[pid] = request["id"]
+            say({"id": request["id"], "pid": pid})
+    os._exit(0)
