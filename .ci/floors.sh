@@ -171,7 +171,7 @@ if [[ -n "${FLOORS_PYTEST_ARGS:-}" ]]; then
     # shellcheck disable=SC2086
     TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" $FLOORS_PYTEST_ARGS || rc=$?
 else
-    TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" \
+    TMPDIR=$WORK/tmp HOME=$WORK/home "$VPY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" --durations=10 \
         -m "not airflow_run and not browser and not docs" \
         --ignore=tests/unit/test_docs_roles.py || rc=$?  # the docs extra's test: its module imports griffe
 fi
