@@ -43,16 +43,19 @@ def _run_child(main: Any, request: dict[str, Any], preamble: bytes) -> int:
     import traceback
 
     signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
-        signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler)
+    # the handlers a fresh interpreter starts with (SIGPIPE stays ignored, as Python sets it at start-up)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    null = os.open(os.devnull, os.O_RDONLY)  # stdin (fd 0, closed after the fork): nothing to read
+    if null != 0:
+        os.dup2(null, 0)
+        os.close(null)
     out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(out, 1)
     os.dup2(out, 2)
-    os.close(out)
+    os.close(out)  # fds 0-2 are taken, so it is none of them
     os.write(1, preamble)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])

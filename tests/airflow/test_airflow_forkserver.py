@@ -53,10 +53,10 @@ forkserver_probe()
 """
 
 
-@pytest.fixture
-def probe_env(airflow_home: Path, tmp_path: Path) -> dict[str, str]:
-    dags = tmp_path / "dags"
-    dags.mkdir()
+@pytest.fixture(scope="module")
+def probe_env(airflow_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The probe DAG's folder, one for the module: its runs share one fork server, as a suite's runs do."""
+    dags = tmp_path_factory.mktemp("forkserver-dags")
     (dags / "forkserver_probe.py").write_text(_DAG)
     return airflow_cli.airflow_env(airflow_home, dags)
 
