@@ -58,7 +58,9 @@ def probe_env(airflow_home: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     """The probe DAG's folder, one for the module: its runs share one fork server, as a suite's runs do."""
     dags = tmp_path_factory.mktemp("forkserver-dags")
     (dags / "forkserver_probe.py").write_text(_DAG)
-    return airflow_cli.airflow_env(airflow_home, dags)
+    env = airflow_cli.airflow_env(airflow_home, dags)
+    env.pop(airflow_forkserver.FORKSERVER_ENV, None)  # each test says which it wants
+    return env
 
 
 def _run(
@@ -90,9 +92,9 @@ def _run(
 def test_forked_runs_match_a_fresh_process_and_each_sees_its_own_environment(
     probe_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    one, one_seen = _run(
-        probe_env, tmp_path, "one", "one.example"
-    )  # the first run also adds the DAG to the DB
+    monkeypatch.setenv(airflow_forkserver.FORKSERVER_ENV, "1")  # even where the suite runs with it off
+    # the first run also adds the DAG to the metadata DB, which the fresh run's output would otherwise show
+    one, one_seen = _run(probe_env, tmp_path, "one", "one.example")
     monkeypatch.setenv(airflow_forkserver.FORKSERVER_ENV, "0")
     fresh, fresh_seen = _run(probe_env, tmp_path, "fresh", "fresh.example")
     monkeypatch.setenv(airflow_forkserver.FORKSERVER_ENV, "1")
@@ -129,6 +131,7 @@ def _shape(output: str, host: str) -> list[str]:
 def test_a_failing_run_fails_as_in_a_fresh_process(
     probe_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv(airflow_forkserver.FORKSERVER_ENV, "1")
     forked, _ = _run(probe_env, tmp_path, "forked", "x.example", fail=True)
     monkeypatch.setenv(airflow_forkserver.FORKSERVER_ENV, "0")
     fresh, _ = _run(probe_env, tmp_path, "fresh", "x.example", fail=True)
@@ -147,7 +150,11 @@ def test_a_failing_run_fails_as_in_a_fresh_process(
 
 def test_stopping_a_forked_run_ends_its_process_group(probe_env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "blocked.json"
-    env = {**probe_env, "AIRFLOW_CONN_PROBE": json.dumps({"conn_type": "http", "host": "blocked.example"})}
+    env = {
+        **probe_env,
+        "AIRFLOW_CONN_PROBE": json.dumps({"conn_type": "http", "host": "blocked.example"}),
+        airflow_forkserver.FORKSERVER_ENV: "1",
+    }
     with airflow_cli.start_dags_test("forkserver_probe", {"out": str(out), "block": True}, env) as run:
         deadline = time.monotonic() + 300
         while not out.exists() and run.proc.poll() is None:  # the task has started (or the run died)
