@@ -190,7 +190,7 @@ def _stop(proc: subprocess.Popen[Any] | airflow_forkserver.ForkedProcess) -> Non
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             _killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            proc.wait(timeout=30)  # SIGKILL cannot be refused: longer means nobody can see it end
 
 
 def _killpg(pgid: int, signum: int) -> None:
@@ -305,15 +305,14 @@ def start_dags_test(
         fd, name = tempfile.mkstemp(prefix=f"dags-test-{dag_id}-", suffix=".log", dir=env.get("TMPDIR"))
         os.close(fd)
         log_path = Path(name)
-    open(log_path, "w").close()
     proc: subprocess.Popen[bytes] | airflow_forkserver.ForkedProcess | None = None
-    if not use_executor and airflow_command(env) == AIRFLOW_COMMAND and airflow_forkserver.enabled(env):
-        try:
-            proc = airflow_forkserver.server_for(env).start(cmd[len(AIRFLOW_COMMAND) :], env, log_path)
-        except airflow_forkserver.ForkServerError as exc:
-            print(f"airflow_cli: {exc}; starting a fresh process instead", file=sys.stderr)
-    if proc is None:
-        with open(log_path, "w") as sink:
+    with open(log_path, "w") as sink:  # a forked run appends to it, a fresh process writes through it
+        if not use_executor and airflow_command(env) == AIRFLOW_COMMAND and airflow_forkserver.enabled(env):
+            try:
+                proc = airflow_forkserver.server_for(env).start(cmd[len(AIRFLOW_COMMAND) :], env, log_path)
+            except airflow_forkserver.ForkServerError as exc:
+                print(f"airflow_cli: {exc}; starting a fresh process instead", file=sys.stderr)
+        if proc is None:
             proc = subprocess.Popen(
                 cmd, env=dict(env), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
             )

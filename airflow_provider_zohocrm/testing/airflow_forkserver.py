@@ -127,7 +127,10 @@ class ForkedProcess:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise subprocess.TimeoutExpired("airflow (fork server child)", timeout or 0.0)
-            self._server._pump(1.0 if left is None else min(left, 1.0))
+            if self._server.alive():
+                self._server._pump(1.0 if left is None else min(left, 1.0))
+            else:  # nobody will say when it ends: look again shortly
+                time.sleep(0.05)
         assert self.returncode is not None
         return self.returncode
 
@@ -200,11 +203,9 @@ class ForkServer:
                 self._pump(0.0)
             return bool(self._running)
 
-    def start(
-        self, argv: list[str], env: Mapping[str, str], log_path: Path, cwd: str | None = None
-    ) -> ForkedProcess:
-        """Fork a child that runs Airflow's CLI with ``argv`` (without the program name) and ``env``, its output
-        (stdout and stderr) appended to ``log_path``."""
+    def start(self, argv: list[str], env: Mapping[str, str], log_path: Path) -> ForkedProcess:
+        """Fork a child that runs Airflow's CLI with ``argv`` (without the program name), ``env`` and this
+        process's working directory, its output (stdout and stderr) appended to ``log_path``."""
         with self._lock:
             self._next_id += 1
             request_id = self._next_id
@@ -212,7 +213,7 @@ class ForkServer:
                 "id": request_id,
                 "argv": list(argv),
                 "env": dict(env),
-                "cwd": cwd or os.getcwd(),
+                "cwd": os.getcwd(),
                 "log": str(log_path),
             }
             assert self.proc.stdin is not None
@@ -233,8 +234,8 @@ class ForkServer:
             return ForkedProcess(self, request_id, self._pids.pop(request_id))
 
     def close(self) -> None:
-        """End the server (its stdin closed, then its process group). Running children keep running: they are in
-        sessions of their own, and whoever started them ends them."""
+        """End the server: its stdin closed (it exits), killed if it has not exited 10 s later. Running children
+        keep running: they are in sessions of their own, and whoever started them ends them."""
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()

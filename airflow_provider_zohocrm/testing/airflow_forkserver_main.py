@@ -94,7 +94,6 @@ def serve() -> None:
     gc.set_threshold(10_000, 10, 10)  # as airflow_cli's launcher: see there
     atexit.register(gc.disable)  # run last (registered first): no collections while the interpreter exits
     atexit.register(gc.freeze)
-    control_in = sys.stdin.buffer
     control_out = os.dup(1)  # the protocol's channel; the children's fd 1 is their log
     server_log = os.dup(2)
     # What Airflow prints while it is imported (warnings, which Python then shows once per process) is what a fresh
@@ -125,7 +124,7 @@ def serve() -> None:
     gc.freeze()  # the children share these pages instead of copying them at their first collection
     say({"ready": True})
     buffer = b""
-    stdin_fd = control_in.fileno()
+    stdin_fd = sys.stdin.fileno()  # the protocol's requests
     while True:
         try:
             readable = select.select([stdin_fd, wake_r], [], [])[0]

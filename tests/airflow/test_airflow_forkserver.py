@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -167,3 +168,30 @@ def test_stopping_a_forked_run_ends_its_process_group(probe_env: dict[str, str],
         assert run.proc.poll() is not None
     with pytest.raises(ProcessLookupError):
         os.killpg(seen["pgid"], 0)  # nothing of the group is left
+
+
+def test_servers_are_bounded_a_busy_one_is_kept_and_a_dead_one_does_not_hang_its_run(
+    probe_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(airflow_forkserver, "MAX_SERVERS", 1)
+    env_a = {**probe_env, "AIRFLOW__CORE__PARALLELISM": "31", airflow_forkserver.FORKSERVER_ENV: "1"}
+    env_b = {**probe_env, "AIRFLOW__CORE__PARALLELISM": "32", airflow_forkserver.FORKSERVER_ENV: "1"}
+    a = airflow_forkserver.server_for(env_a)
+    b = airflow_forkserver.server_for(env_b)
+    assert not a.alive()  # idle, and one server is the bound: ended for b
+    out = tmp_path / "blocked.json"
+    env_b["AIRFLOW_CONN_PROBE"] = json.dumps({"conn_type": "http", "host": "blocked.example"})
+    with airflow_cli.start_dags_test("forkserver_probe", {"out": str(out), "block": True}, env_b) as run:
+        deadline = time.monotonic() + 300
+        while not out.exists() and run.proc.poll() is None:  # the task has started (or the run died)
+            assert time.monotonic() < deadline, run.output()[-3000:]
+            time.sleep(0.1)  # waiting for a file another process writes
+        assert isinstance(run.proc, airflow_forkserver.ForkedProcess)
+        airflow_forkserver.server_for(env_a)
+        assert b.alive()  # busy (its child runs): kept beyond the bound
+        b.proc.kill()  # the server dies while its child runs: nobody can report the child's exit status
+        b.proc.wait()
+        os.killpg(run.pid, signal.SIGTERM)
+        assert run.proc.wait(timeout=60) == airflow_forkserver.LOST_STATUS  # ended, though nobody said so
+    with pytest.raises(ProcessLookupError):
+        os.killpg(run.pid, 0)
